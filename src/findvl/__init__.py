@@ -1,0 +1,1 @@
+"""findvl: FIND interface over frozen foundation models."""

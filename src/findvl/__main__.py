@@ -1,0 +1,5 @@
+import sys
+
+from findvl.cli import main
+
+sys.exit(main())

@@ -1,0 +1,44 @@
+"""The `findvl` command line: a table of subcommands over typed functions.
+
+Each entry names a module in :mod:`findvl.cli` that exposes ``register(parser)``; the module adds
+its arguments (and nested subcommands) and sets ``func`` on the parser. Command modules import
+heavy dependencies (torch, transformers) inside their functions so ``findvl -h`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "prototypes": ("findvl.cli.prototypes", "list task prototypes and show their attention masks"),
+}
+
+
+class CliError(Exception):
+    """An error caused by the user's input; printed as one line without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="findvl",
+        description="FIND: one interface over frozen vision and language foundation models.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        module.register(sub.add_parser(name, help=help_text, description=help_text))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except (CliError, FileNotFoundError, ValueError) as error:
+        print(f"findvl {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    return int(result or 0)

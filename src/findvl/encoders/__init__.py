@@ -1,0 +1,1 @@
+"""Frozen foundation models behind two small contracts: vision features and token features."""
