@@ -1,0 +1,164 @@
+"""Presets and builders: one function per preset writes out the whole module tree."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import torch
+
+from findvl.config import (
+    InterfaceConfig,
+    LanguageConfig,
+    ModelConfig,
+    PixelDecoderConfig,
+    VisionConfig,
+)
+from findvl.encoders.language import LanguageEncoder, TinyLanguageEncoder
+from findvl.encoders.pixel_decoder import PixelDecoder
+from findvl.encoders.vision import TinyBackbone, VisionEncoder
+from findvl.model.find import FindModel
+from findvl.model.heads import FindHeads
+from findvl.model.interface import FindInterface
+
+
+def find_tiny_config() -> ModelConfig:
+    """Fast on CPU: for tests and the quickstart. Encoders are built-in and trainable."""
+    return ModelConfig(
+        preset="find_tiny",
+        vision=VisionConfig(kind="tiny", widths=(32, 48, 64, 96)),
+        language=LanguageConfig(kind="tiny", dim=64, num_layers=1, max_length=77),
+        pixel_decoder=PixelDecoderConfig(
+            conv_dim=64, mask_dim=64, num_encoder_layers=1, num_heads=4, ffn_dim=128
+        ),
+        interface=InterfaceConfig(
+            hidden_dim=64, num_layers=3, num_heads=4, ffn_dim=128, num_proposals=16,
+            spatial_memories=8, dim_proj=64, max_spatial_points=64, pixel_scores="cosine",
+        ),
+    )
+
+
+def find_focalt_config() -> ModelConfig:
+    """The released FIND-T interface: hidden 512, 9 layers, 8 heads, FFN 2048, 100 proposals.
+
+    Vision: a Focal-T-shaped pyramid (96/192/384/768 channels); set ``vision.kind=hf`` and
+    ``vision.path`` to use a local Hugging Face vision model instead. Language: set
+    ``language.kind=hf``, ``language.path`` (e.g. a local LLaMA) and ``language.layer=-12``.
+    """
+    return ModelConfig(
+        preset="find_focalt",
+        vision=VisionConfig(kind="tiny", widths=(96, 192, 384, 768), trainable=False),
+        language=LanguageConfig(kind="tiny", dim=512, num_layers=2, trainable=False),
+        pixel_decoder=PixelDecoderConfig(trainable=False),
+        interface=InterfaceConfig(),
+    )
+
+
+PRESETS: dict[str, Callable[[], ModelConfig]] = {
+    "find_tiny": find_tiny_config,
+    "find_focalt": find_focalt_config,
+}
+
+
+def preset_config(name: str) -> ModelConfig:
+    if name not in PRESETS:
+        raise ValueError(f"preset {name!r}: expected one of {sorted(PRESETS)}")
+    return PRESETS[name]()
+
+
+def build_vision(cfg: VisionConfig) -> VisionEncoder:
+    if cfg.kind == "tiny":
+        encoder = TinyBackbone(widths=tuple(cfg.widths))
+    elif cfg.kind == "hf":
+        from findvl.encoders.loading import load_vision_encoder
+
+        encoder = load_vision_encoder(_require_path(cfg.path, "vision.path"))
+    else:
+        raise ValueError(f"vision.kind={cfg.kind!r}: expected 'tiny' or 'hf'")
+    if cfg.longest_side is not None:
+        from dataclasses import replace
+
+        encoder.norm = replace(encoder.norm, longest_side=cfg.longest_side)
+    return encoder
+
+
+def build_language(cfg: LanguageConfig) -> LanguageEncoder:
+    if cfg.kind == "tiny":
+        return TinyLanguageEncoder(dim=cfg.dim, num_layers=cfg.num_layers, max_length=cfg.max_length)
+    if cfg.kind == "hf":
+        from findvl.encoders.loading import load_language_encoder
+
+        return load_language_encoder(
+            _require_path(cfg.path, "language.path"),
+            layer=cfg.layer,
+            dtype=cfg.dtype,
+            max_length=cfg.max_length,
+        )
+    raise ValueError(f"language.kind={cfg.kind!r}: expected 'tiny' or 'hf'")
+
+
+def _require_path(path: str | None, field: str) -> str:
+    if not path:
+        raise ValueError(f"{field}: a local model directory is required")
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"{field}: no directory at {path}")
+    return path
+
+
+def build_model(config: ModelConfig) -> FindModel:
+    """Build a :class:`FindModel` from its config and freeze what the config says is frozen."""
+    vision = build_vision(config.vision)
+    language = build_language(config.language)
+    pd, it = config.pixel_decoder, config.interface
+    pixel_decoder = PixelDecoder(
+        in_levels=vision.levels,
+        conv_dim=pd.conv_dim,
+        mask_dim=pd.mask_dim,
+        num_encoder_layers=pd.num_encoder_layers,
+        num_heads=pd.num_heads,
+        ffn_dim=pd.ffn_dim,
+    )
+    if pd.conv_dim != it.hidden_dim:
+        raise ValueError(
+            f"pixel_decoder.conv_dim={pd.conv_dim} must equal interface.hidden_dim={it.hidden_dim}"
+        )
+    interface = FindInterface(
+        hidden_dim=it.hidden_dim,
+        num_layers=it.num_layers,
+        num_heads=it.num_heads,
+        ffn_dim=it.ffn_dim,
+        num_proposals=it.num_proposals,
+        num_levels=it.num_levels,
+        spatial_memories=it.spatial_memories,
+        heads=FindHeads(hidden_dim=it.hidden_dim, dim_proj=it.dim_proj, mask_dim=pd.mask_dim),
+    )
+    model = FindModel(
+        vision=vision,
+        pixel_decoder=pixel_decoder,
+        language=language,
+        interface=interface,
+        variant=it.variant,
+        max_spatial_points=it.max_spatial_points,
+        pixel_scores=it.pixel_scores,
+    )
+    model.config = config
+    set_trainable(model, config)
+    return model
+
+
+def set_trainable(model: FindModel, config: ModelConfig) -> None:
+    """Freeze the parts the config marks as pretrained (lang_proj and logit_scale always learn)."""
+    for module, flag in (
+        (model.vision, config.vision.trainable),
+        (model.language, config.language.trainable),
+        (model.pixel_decoder, config.pixel_decoder.trainable),
+    ):
+        for p in module.parameters():
+            p.requires_grad_(flag)
+
+
+def build_preset(name: str, *, seed: int | None = 0) -> FindModel:
+    """Build a preset with its default config; ``seed`` makes the initial weights repeatable."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    return build_model(preset_config(name))

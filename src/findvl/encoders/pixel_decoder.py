@@ -1,0 +1,156 @@
+"""Pixel decoder: transformer encoder on the coarsest level + FPN (the released FIND's design).
+
+``res5 -> 1x1 conv -> N-layer transformer encoder (sine PE, post-norm) -> 3x3 conv+GN+ReLU``,
+then top-down: ``lateral 1x1 conv+GN`` + nearest upsample + ``3x3 conv+GN+ReLU`` for res4, res3,
+res2. Outputs three levels at the hidden size (strides 32, 16, 8) and ``mask_features`` at
+stride 4. Parameter names follow the released checkpoints (``adapter_i``, ``layer_i``,
+``input_proj``, ``transformer.encoder.layers.i``, ``mask_features``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from findvl.encoders.vision import FeatureLevel
+from findvl.layers import MultiheadAttention, PositionEmbeddingSine
+
+
+class ConvNorm(nn.Conv2d):
+    """A conv whose GroupNorm lives at ``.norm`` (so names read ``layer_1.norm.weight``)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, *, norm: bool, relu: bool) -> None:
+        super().__init__(cin, cout, kernel, padding=kernel // 2, bias=not norm)
+        self.norm = nn.GroupNorm(32 if cout % 32 == 0 else 8, cout) if norm else None
+        self.relu = relu
+        nn.init.kaiming_uniform_(self.weight, a=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = super().forward(x)
+        if self.norm is not None:
+            x = self.norm(x)
+        return F.relu(x) if self.relu else x
+
+
+class EncoderLayer(nn.Module):
+    """DETR encoder layer, post-norm: attention + FFN with residuals."""
+
+    def __init__(self, dim: int, num_heads: int, ffn_dim: int) -> None:
+        super().__init__()
+        self.self_attn = MultiheadAttention(dim, num_heads)
+        self.linear1 = nn.Linear(dim, ffn_dim)
+        self.linear2 = nn.Linear(ffn_dim, dim)
+        self.norm1 = nn.LayerNorm(dim)
+        self.norm2 = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor, pos: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        qk = x + pos
+        x = self.norm1(x + self.self_attn(qk, qk, x, allowed))
+        return self.norm2(x + self.linear2(F.relu(self.linear1(x))))
+
+
+class TransformerEncoder(nn.Module):
+    def __init__(self, dim: int, num_heads: int, ffn_dim: int, num_layers: int) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(EncoderLayer(dim, num_heads, ffn_dim) for _ in range(num_layers))
+
+    def forward(self, x: torch.Tensor, pos: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        allowed = valid[:, None, :].expand(-1, x.shape[1], -1)
+        for layer in self.layers:
+            x = layer(x, pos, allowed)
+        return x
+
+
+class _EncoderHolder(nn.Module):
+    def __init__(self, encoder: TransformerEncoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+
+@dataclass
+class PixelFeatures:
+    """Output of the pixel decoder.
+
+    Attributes:
+        levels: three ``[B,C,h_i,w_i]`` maps at strides 32, 16, 8 (coarse to fine).
+        valid: per level ``[B,h_i,w_i]`` bool, True inside each image's valid region.
+        mask_features: ``[B,mask_dim,H/4,W/4]``.
+        mask_valid: ``[B,H/4,W/4]`` bool.
+    """
+
+    levels: list[torch.Tensor]
+    valid: list[torch.Tensor]
+    mask_features: torch.Tensor
+    mask_valid: torch.Tensor
+
+
+def downsample_valid(valid: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``[B,H,W]`` bool -> ``[B,h,w]``: a cell is valid if any pixel it covers is."""
+    return F.adaptive_max_pool2d(valid[:, None].float(), size)[:, 0] > 0
+
+
+class PixelDecoder(nn.Module):
+    """FPN + transformer-encoder pixel decoder.
+
+    Args:
+        in_levels: the vision encoder's levels res2..res5 (finest first).
+        conv_dim: width of every level (the interface's hidden size).
+        mask_dim: channels of ``mask_features``.
+        num_encoder_layers: transformer layers on the coarsest level.
+        num_heads: heads of those layers.
+        ffn_dim: their FFN width.
+    """
+
+    def __init__(
+        self,
+        *,
+        in_levels: tuple[FeatureLevel, ...],
+        conv_dim: int,
+        mask_dim: int,
+        num_encoder_layers: int,
+        num_heads: int,
+        ffn_dim: int,
+    ) -> None:
+        super().__init__()
+        if len(in_levels) != 4:
+            raise ValueError(f"pixel decoder needs 4 input levels (res2..res5), got {in_levels}")
+        self.in_levels = in_levels
+        self.input_proj = nn.Conv2d(in_levels[-1].channels, conv_dim, 1)
+        self.transformer = _EncoderHolder(
+            TransformerEncoder(conv_dim, num_heads, ffn_dim, num_encoder_layers)
+        )
+        self.pe_layer = PositionEmbeddingSine(conv_dim // 2)
+        for i, level in enumerate(in_levels[:-1]):
+            self.add_module(f"adapter_{i + 1}", ConvNorm(level.channels, conv_dim, 1, norm=True, relu=False))
+            self.add_module(f"layer_{i + 1}", ConvNorm(conv_dim, conv_dim, 3, norm=True, relu=True))
+        self.add_module(f"layer_{len(in_levels)}", ConvNorm(conv_dim, conv_dim, 3, norm=True, relu=True))
+        self.mask_features = nn.Conv2d(conv_dim, mask_dim, 3, padding=1)
+        self.conv_dim, self.mask_dim = conv_dim, mask_dim
+
+    def forward(self, features: dict[str, torch.Tensor], valid: torch.Tensor) -> PixelFeatures:
+        """``features`` res2..res5 and ``valid [B,H,W]`` (input-pixel validity) -> levels."""
+        names = [lv.name for lv in self.in_levels]
+        x5 = features[names[-1]]
+        b, _, h, w = x5.shape
+        v5 = downsample_valid(valid, (h, w))
+        pos = self.pe_layer(v5).flatten(2).transpose(1, 2)  # BxCxhxw -> Bx(hw)xC
+        y = self.input_proj(x5).flatten(2).transpose(1, 2)
+        y = self.transformer.encoder(y, pos, v5.flatten(1))
+        y = y.transpose(1, 2).reshape(b, self.conv_dim, h, w)
+        y = getattr(self, f"layer_{len(names)}")(y)
+        outs, valids = [y], [v5]
+        for i in range(len(names) - 2, -1, -1):
+            lateral = getattr(self, f"adapter_{i + 1}")(features[names[i]])
+            y = lateral + F.interpolate(y, size=lateral.shape[-2:], mode="nearest")
+            y = getattr(self, f"layer_{i + 1}")(y)
+            outs.append(y)
+            valids.append(downsample_valid(valid, tuple(y.shape[-2:])))
+        return PixelFeatures(
+            levels=outs[:3],
+            valid=valids[:3],
+            mask_features=self.mask_features(outs[-1]),
+            mask_valid=valids[-1],
+        )

@@ -1,0 +1,136 @@
+"""Post-norm attention and FFN layers with the parameter names of the released FIND decoder.
+
+Masks are boolean with ``True`` = may attend (the SDPA convention). A query row whose keys are
+all blocked gets a zero attention output -- the released kernel's ``nan_to_num`` semantics --
+then the usual output bias, residual and LayerNorm; gradients stay finite.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class MultiheadAttention(nn.Module):
+    """Multi-head attention, parameter layout of ``nn.MultiheadAttention`` (packed in-proj).
+
+    Args:
+        dim: model width D.
+        num_heads: heads H (D divisible by H).
+    """
+
+    def __init__(self, dim: int, num_heads: int) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"num_heads={num_heads} does not divide hidden_dim={dim}")
+        self.num_heads = num_heads
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * dim, dim))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * dim))
+        self.out_proj = nn.Linear(dim, dim)
+        nn.init.xavier_uniform_(self.in_proj_weight)
+        nn.init.zeros_(self.out_proj.bias)
+
+    def forward(
+        self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, allowed: torch.Tensor
+    ) -> torch.Tensor:
+        """``query [B,Nq,D]``, ``key/value [B,Nk,D]``, ``allowed [B,Nq,Nk]`` -> ``[B,Nq,D]``."""
+        b, nq, d = query.shape
+        h = self.num_heads
+        wq, wk, wv = self.in_proj_weight.chunk(3)
+        bq, bk, bv = self.in_proj_bias.chunk(3)
+        # BxNxD -> BxHxNx(D/H)
+        q = F.linear(query, wq, bq).view(b, nq, h, d // h).transpose(1, 2)
+        k = F.linear(key, wk, bk).view(b, -1, h, d // h).transpose(1, 2)
+        v = F.linear(value, wv, bv).view(b, -1, h, d // h).transpose(1, 2)
+        any_allowed = allowed.any(-1, keepdim=True)  # BxNqx1
+        safe = allowed | ~any_allowed  # fully blocked rows attend everything, then are zeroed
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=safe[:, None])
+        out = out.transpose(1, 2).reshape(b, nq, d) * any_allowed
+        return self.out_proj(out)
+
+
+class CrossAttentionLayer(nn.Module):
+    """``x = LN(x + Attn(q=x+query_pos, k=memory+pos, v=memory))`` (post-norm)."""
+
+    def __init__(self, dim: int, num_heads: int) -> None:
+        super().__init__()
+        self.multihead_attn = MultiheadAttention(dim, num_heads)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x, memory, allowed, pos, query_pos):
+        out = self.multihead_attn(x + query_pos, memory + pos, memory, allowed)
+        return self.norm(x + out)
+
+
+class SelfAttentionLayer(nn.Module):
+    """``x = LN(x + Attn(q=k=x+pos, v=x))`` (post-norm)."""
+
+    def __init__(self, dim: int, num_heads: int) -> None:
+        super().__init__()
+        self.self_attn = MultiheadAttention(dim, num_heads)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x, allowed, pos):
+        qk = x + pos
+        return self.norm(x + self.self_attn(qk, qk, x, allowed))
+
+
+class FFNLayer(nn.Module):
+    """``x = LN(x + W2 relu(W1 x))`` (post-norm)."""
+
+    def __init__(self, dim: int, ffn_dim: int) -> None:
+        super().__init__()
+        self.linear1 = nn.Linear(dim, ffn_dim)
+        self.linear2 = nn.Linear(ffn_dim, dim)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x + self.linear2(F.relu(self.linear1(x))))
+
+
+class MLP(nn.Module):
+    """A ReLU MLP with ``num_layers`` linear layers (no activation after the last)."""
+
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, num_layers: int) -> None:
+        super().__init__()
+        dims = [in_dim] + [hidden_dim] * (num_layers - 1)
+        outs = [hidden_dim] * (num_layers - 1) + [out_dim]
+        self.layers = nn.ModuleList(nn.Linear(i, o) for i, o in zip(dims, outs))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i < len(self.layers) - 1:
+                x = F.relu(x)
+        return x
+
+
+class PositionEmbeddingSine(nn.Module):
+    """DETR's normalised sine position embedding, computed over each image's valid region.
+
+    Args:
+        num_pos_feats: half the output channels.
+        temperature: frequency base.
+    """
+
+    def __init__(self, num_pos_feats: int, temperature: float = 10000.0) -> None:
+        super().__init__()
+        self.num_pos_feats = num_pos_feats
+        self.temperature = temperature
+
+    def forward(self, valid: torch.Tensor) -> torch.Tensor:
+        """``valid [B,H,W]`` bool -> ``[B,2*num_pos_feats,H,W]``."""
+        v = valid.float()
+        y = v.cumsum(1)
+        x = v.cumsum(2)
+        eps, scale = 1e-6, 2 * torch.pi
+        y = y / (y.amax(dim=(1, 2), keepdim=True) + eps) * scale
+        x = x / (x.amax(dim=(1, 2), keepdim=True) + eps) * scale
+        n = self.num_pos_feats
+        dim_t = torch.arange(n, dtype=torch.float32, device=valid.device)
+        dim_t = self.temperature ** (2 * torch.div(dim_t, 2, rounding_mode="floor") / n)
+        px, py = x[..., None] / dim_t, y[..., None] / dim_t
+        px = torch.stack((px[..., 0::2].sin(), px[..., 1::2].cos()), dim=4).flatten(3)
+        py = torch.stack((py[..., 0::2].sin(), py[..., 1::2].cos()), dim=4).flatten(3)
+        return torch.cat((py, px), dim=3).permute(0, 3, 1, 2)  # BxHxWxC -> BxCxHxW

@@ -1,0 +1,1 @@
+"""The FIND model: encoders + interface + heads, driven by prototypes."""

@@ -1,0 +1,111 @@
+"""Prediction heads: semantic projection, pixel projection and masks.
+
+``x = decoder_norm(output)``; the image query is re-computed as attention pooling of the object
+proposals; ``semantic = x @ class_embed``; ``pixel = mask_embed(x)``; ``masks = pixel ·
+mask_features``. Attention masks for the next layer are made at attention resolution from
+pre-interpolated mask features (bilinear interpolation is linear, so this equals interpolating
+the full-resolution masks); full-resolution masks only where asked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from findvl.encoders.pixel_decoder import PixelFeatures
+from findvl.layers import MLP
+
+if TYPE_CHECKING:
+    from findvl.model.interface import SlotInput
+
+
+@dataclass
+class SlotPrediction:
+    """Head outputs of one slot at one layer.
+
+    Attributes:
+        semantic: ``[B,n,P]`` semantic-space embeddings (``P`` = projection size).
+        pixel: ``[B,n,M]`` pixel-space embeddings (``M`` = mask feature size).
+        masks: ``[B,n,H/4,W/4]`` mask logits (proposals only; None where not computed).
+        attn: ``[B,n,h,w]`` mask logits at the next layer's attention resolution (proposals).
+    """
+
+    semantic: torch.Tensor
+    pixel: torch.Tensor
+    masks: torch.Tensor | None = None
+    attn: torch.Tensor | None = None
+
+
+@dataclass
+class MaskFeatures:
+    """``full [B,M,H/4,W/4]`` and its bilinear resizes to each attention level."""
+
+    full: torch.Tensor
+    levels: list[torch.Tensor]
+
+
+class FindHeads(nn.Module):
+    """The semantic and pixel projections.
+
+    Args:
+        hidden_dim: interface width D.
+        dim_proj: semantic space size P.
+        mask_dim: pixel space size M (channels of ``mask_features``).
+    """
+
+    def __init__(self, *, hidden_dim: int, dim_proj: int, mask_dim: int) -> None:
+        super().__init__()
+        self.decoder_norm = nn.LayerNorm(hidden_dim)
+        self.class_embed = nn.Parameter(torch.empty(hidden_dim, dim_proj))
+        nn.init.trunc_normal_(self.class_embed, std=0.02)
+        self.mask_embed = MLP(hidden_dim, hidden_dim, mask_dim, 3)
+
+    @staticmethod
+    def prepare(pixel: PixelFeatures | None) -> MaskFeatures | None:
+        if pixel is None:
+            return None
+        levels = [
+            F.interpolate(pixel.mask_features, size=lv.shape[-2:], mode="bilinear", align_corners=False)
+            for lv in pixel.levels
+        ]
+        return MaskFeatures(pixel.mask_features, levels)
+
+    def forward(
+        self,
+        xs: list[torch.Tensor],
+        slots: list[SlotInput],
+        mask_features: MaskFeatures | None,
+        *,
+        level: int,
+        full_masks: bool = True,
+    ) -> dict[str, SlotPrediction]:
+        """``xs[k] [B,n_k,D]`` for each output slot -> ``{key: SlotPrediction}``."""
+        normed = {s.key: self.decoder_norm(x) for s, x in zip(slots, xs)}
+        if "p.object" in normed and "q.image" in normed:
+            normed["q.image"] = pool_image_query(normed["q.image"], normed["p.object"])
+        out = {}
+        for s in slots:
+            x = normed[s.key]
+            pixel = self.mask_embed(x)
+            pred = SlotPrediction(semantic=x @ self.class_embed, pixel=pixel)
+            if s.kind == "proposal" and mask_features is not None:
+                pred.attn = torch.einsum("bqc,bchw->bqhw", pixel, mask_features.levels[level])
+                if full_masks:
+                    pred.masks = torch.einsum("bqc,bchw->bqhw", pixel, mask_features.full)
+            out[s.key] = pred
+        return out
+
+
+def pool_image_query(image: torch.Tensor, objects: torch.Tensor) -> torch.Tensor:
+    """Attention pooling: ``image [B,1,D]`` re-computed from ``objects [B,N,D]`` -> ``[B,1,D]``.
+
+    Weights are ``softmax(cos(image, object))`` over the objects (no gradient through them).
+    """
+    q = F.normalize(image, dim=-1, eps=1e-7)
+    k = F.normalize(objects, dim=-1, eps=1e-7)
+    weights = (q @ k.transpose(1, 2)).softmax(-1).detach()  # Bx1xN
+    return weights @ objects

@@ -1,0 +1,117 @@
+"""Typed outputs of one forward. ``B`` images, ``N`` proposals, ``P`` semantic size.
+
+Every task output keeps one entry per interface layer in ``layers`` (the first is the
+prediction from the initial queries, the last is final) for deep supervision; ``final`` is the
+last one. Masks are logits at stride 4 of the padded canvas; crop with ``input_sizes``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class ProposalScores:
+    """Masks of a proposal group and the score of each proposal for each target.
+
+    Attributes:
+        masks: ``[B,N,H/4,W/4]`` mask logits (None for layers where they were not computed).
+        logits: ``[B,T,N]`` score of proposal n for target t (class, phrase, prompt, entity);
+            for generic segmentation ``[B,N,K+1]`` class logits per proposal (last = no object).
+    """
+
+    masks: torch.Tensor | None
+    logits: torch.Tensor
+
+
+@dataclass
+class GenericSegmentationOutput:
+    """``layers[i].logits [B,N,K+1]``; ``class_embeddings [K+1,P]`` (last = background)."""
+
+    layers: list[ProposalScores]
+    class_names: list[str]
+    class_embeddings: torch.Tensor
+
+    @property
+    def final(self) -> ProposalScores:
+        return self.layers[-1]
+
+
+@dataclass
+class TargetedSegmentationOutput:
+    """Grounded, interactive or interleaved segmentation: one best proposal per target.
+
+    Attributes:
+        layers: ``logits [B,T,N]`` and masks per layer.
+        valid: ``[B,T]`` bool, False at padded targets.
+        queries: ``[B,T,P]`` final semantic embeddings of the target queries.
+        is_visual: ``[B,T]`` bool (interleaved: entity given as a visual reference).
+    """
+
+    layers: list[ProposalScores]
+    valid: torch.Tensor
+    queries: torch.Tensor
+    is_visual: torch.Tensor | None = None
+
+    @property
+    def final(self) -> ProposalScores:
+        return self.layers[-1]
+
+    def best_masks(self) -> torch.Tensor:
+        """``[B,T,H/4,W/4]`` mask logits of the highest-scoring proposal per target."""
+        final = self.final
+        index = final.logits.argmax(-1)  # BxT
+        b = torch.arange(index.shape[0], device=index.device)[:, None]
+        return final.masks[b, index]
+
+
+@dataclass
+class EmbeddingPair:
+    """Image-side and query-side embeddings of one layer, ``[B,P]`` each."""
+
+    image: torch.Tensor
+    query: torch.Tensor
+
+
+@dataclass
+class RetrievalOutput:
+    """Image-text or interleaved retrieval embeddings.
+
+    Attributes:
+        layers: per layer image and query (caption or interleave legend) embeddings.
+        objects: ``[B,N,P]`` final semantic embeddings of the object proposals (for the
+            entity↔object term of the interleave score); None when not computed.
+    """
+
+    layers: list[EmbeddingPair]
+    objects: torch.Tensor | None = None
+
+    @property
+    def final(self) -> EmbeddingPair:
+        return self.layers[-1]
+
+
+@dataclass
+class FindOutput:
+    """Everything one forward returns; a task's field is None when it was not requested.
+
+    Attributes:
+        input_sizes: per image ``(h, w)`` of the valid region in the padded canvas.
+        original_sizes: per image ``(h, w)`` as given.
+        canvas: padded ``(H, W)``.
+        logit_scale: the learned temperature (``exp`` is applied by users of the scores).
+    """
+
+    input_sizes: list[tuple[int, int]]
+    original_sizes: list[tuple[int, int]]
+    canvas: tuple[int, int]
+    logit_scale: torch.Tensor
+    generic_segmentation: GenericSegmentationOutput | None = None
+    grounded_segmentation: TargetedSegmentationOutput | None = None
+    interactive_segmentation: TargetedSegmentationOutput | None = None
+    image_text_retrieval: RetrievalOutput | None = None
+    interleave_segmentation: TargetedSegmentationOutput | None = None
+    interleave_retrieval: RetrievalOutput | None = None
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)

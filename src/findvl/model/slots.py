@@ -1,0 +1,246 @@
+"""Turn typed requests into interface slots (the embedding sampler's side of the model)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from findvl.encoders.language import entity_token_map
+from findvl.model.interface import FindInterface, SlotInput
+from findvl.model.requests import InterleavedText, VisualPrompt
+from findvl.model.sampler import prompt_points, sample_tokens
+
+#: Text that stands in for an entity given as a visual reference (as in FIND-Bench training).
+INTERACTIVE_TOKEN = "[INTERACTIVE]"
+
+
+@dataclass
+class ProjectedText:
+    """Projected token features of a flat list of texts.
+
+    Attributes:
+        features: ``[T,L,D]`` (interface width).
+        mask: ``[T,L]`` bool, True at tokens.
+        offsets: ``[T,L,2]`` character offsets.
+    """
+
+    features: torch.Tensor
+    mask: torch.Tensor
+    offsets: torch.Tensor
+
+
+@dataclass
+class SpatialSource:
+    """Where spatial tokens are sampled from: per-level maps and the geometry of their images.
+
+    Attributes:
+        maps: per level ``[R,D,h,w]``.
+        image_sizes: per row ``(h, w)`` of the prompt masks.
+        input_sizes: per row valid ``(h, w)`` after resizing.
+        canvas: padded ``(H, W)``.
+    """
+
+    maps: list[torch.Tensor]
+    image_sizes: list[tuple[int, int]]
+    input_sizes: list[tuple[int, int]]
+    canvas: tuple[int, int]
+
+
+def _pad_rows(rows: list[torch.Tensor], fill: float | int | bool) -> torch.Tensor:
+    """Stack ``[n_i, ...]`` tensors into ``[B, max n_i, ...]``."""
+    n = max(1, max(r.shape[0] for r in rows))
+    out = rows[0].new_full((len(rows), n, *rows[0].shape[1:]), fill)
+    for i, r in enumerate(rows):
+        out[i, : r.shape[0]] = r
+    return out
+
+
+def proposal_slot(interface: FindInterface, key: str, batch: int) -> SlotInput:
+    x, pos = interface.proposals(batch)
+    valid = torch.ones(batch, x.shape[1], dtype=torch.bool, device=x.device)
+    return SlotInput(key, "proposal", x, pos, valid)
+
+
+def query_slot(interface: FindInterface, key: str, counts: list[int]) -> SlotInput:
+    """``counts[b]`` copies of the image query for image b, with ids ``0..counts[b]-1``."""
+    n = max(1, max(counts))
+    x, pos = interface.queries(len(counts), n)
+    arange = torch.arange(n, device=x.device)
+    valid = arange[None] < torch.tensor(counts, device=x.device)[:, None]
+    ids = torch.where(valid, arange[None].expand(len(counts), -1), -1)
+    return SlotInput(key, "query", x, pos, valid, ids)
+
+
+def memory_slot(interface: FindInterface, key: str, batch: int) -> SlotInput:
+    x, pos = interface.memories(batch)
+    valid = torch.ones(batch, x.shape[1], dtype=torch.bool, device=x.device)
+    return SlotInput(key, "memory", x, pos, valid)
+
+
+def text_slot(key: str, text: ProjectedText, groups: list[list[int]]) -> SlotInput:
+    """Concatenate the tokens of texts ``groups[b]`` for image b; ids = position in the group."""
+    feats, ids = [], []
+    for rows in groups:
+        f = [text.features[t][text.mask[t]] for t in rows]
+        feats.append(torch.cat(f) if f else text.features.new_zeros(0, text.features.shape[-1]))
+        ids.append(
+            torch.cat([torch.full((len(x),), j, dtype=torch.long) for j, x in enumerate(f)])
+            if f
+            else torch.zeros(0, dtype=torch.long)
+        )
+    x = _pad_rows(feats, 0.0)
+    id_rows = _pad_rows([i.to(x.device) for i in ids], -1)
+    valid = id_rows >= 0
+    return SlotInput(key, "token", x, x.detach(), valid, id_rows)
+
+
+def spatial_slot(
+    interface: FindInterface,
+    key: str,
+    source: SpatialSource,
+    prompts: list[list[VisualPrompt]],
+    *,
+    max_points: int,
+    generator: torch.Generator | None,
+    field: str,
+) -> SlotInput:
+    """Spatial tokens of each row's prompts, per level; ids = prompt index in the row."""
+    pts = prompt_points(
+        prompts,
+        image_sizes=source.image_sizes,
+        input_sizes=source.input_sizes,
+        canvas=source.canvas,
+        max_points=max_points,
+        generator=generator,
+        field=field,
+    )
+    device = source.maps[0].device
+    coords, negative = pts.coords.to(device), pts.negative.to(device)
+    indicator = interface.pn_indicator.weight[negative.long()]  # BxPxD
+    levels = [sample_tokens(m, coords) + indicator for m in source.maps]
+    valid, ids = pts.valid.to(device), pts.ids.to(device)
+    return SlotInput(key, "token", levels[0], levels[0].detach(), valid, ids, levels=levels)
+
+
+def splice_visual_entities(item: InterleavedText, field: str) -> tuple[str, list[tuple[int, int]]]:
+    """Replace visual entities by :data:`INTERACTIVE_TOKEN`; return the text and all spans.
+
+    Every entity is handled, in order; offsets of later entities shift accordingly.
+    """
+    text = item.text
+    if not text.strip():
+        raise ValueError(f"{field}.text: empty text")
+    order = sorted(range(len(item.entities)), key=lambda e: item.entities[e].start)
+    spans: list[tuple[int, int]] = [(0, 0)] * len(item.entities)
+    pieces, cursor, shift = [], 0, 0
+    for e in order:
+        ent = item.entities[e]
+        if not (0 <= ent.start < ent.end <= len(text)):
+            raise ValueError(f"{field}.entities[{e}]: span ({ent.start}, {ent.end}) is outside the text")
+        if ent.start < cursor:
+            raise ValueError(f"{field}.entities[{e}]: span ({ent.start}, {ent.end}) overlaps another")
+        pieces.append(text[cursor : ent.start])
+        phrase = INTERACTIVE_TOKEN if ent.reference is not None else text[ent.start : ent.end]
+        start = ent.start + shift
+        spans[e] = (start, start + len(phrase))
+        pieces.append(phrase)
+        shift += len(phrase) - (ent.end - ent.start)
+        cursor = ent.end
+    pieces.append(text[cursor:])
+    return "".join(pieces), spans
+
+
+def interleave_text_slot(
+    interface: FindInterface,
+    key: str,
+    text: ProjectedText,
+    spans: list[list[tuple[int, int]]],
+    visual: list[list[bool]],
+) -> SlotInput:
+    """Tokens of one interleaved text per image; ids = entity of each token (-1 if none).
+
+    Tokens of visual entities also carry the image query's content and position (so the
+    placeholder text is read as "a region goes here").
+    """
+    b, length = text.mask.shape
+    ids = torch.full((b, length), -1, dtype=torch.long, device=text.mask.device)
+    is_visual_token = torch.zeros(b, length, dtype=torch.bool, device=text.mask.device)
+    for i in range(b):
+        if spans[i]:
+            member = entity_token_map(text.offsets[i], spans[i]) & text.mask[i]  # ExL
+            for e in range(member.shape[0]):
+                ids[i][member[e]] = e
+                if visual[i][e]:
+                    is_visual_token[i] |= member[e]
+    marker = is_visual_token[..., None].to(text.features.dtype)
+    x = text.features + marker * interface.query_feat.weight[-1]
+    pos = text.features.detach() + marker * interface.query_embed.weight[-1]
+    return SlotInput(key, "token", x, pos, text.mask, ids)
+
+
+def reference_slot(
+    interface: FindInterface,
+    key: str,
+    items: list[InterleavedText],
+    resolve: Callable[[int, int], tuple[SpatialSource, int]],
+    *,
+    max_points: int,
+    generator: torch.Generator | None,
+    field: str,
+) -> SlotInput | None:
+    """Spatial tokens of every visual reference; ids = entity index in its text.
+
+    ``resolve(b, e)`` gives the source (maps of the image holding the reference) and the row
+    of that image in the source.
+    """
+    per_image: list[list[SlotInput]] = []
+    for b, item in enumerate(items):
+        rows = []
+        for e, ent in enumerate(item.entities):
+            if ent.reference is None:
+                continue
+            source, row = resolve(b, e)
+            single = SpatialSource(
+                [m[row : row + 1] for m in source.maps],
+                [source.image_sizes[row]],
+                [source.input_sizes[row]],
+                source.canvas,
+            )
+            s = spatial_slot(
+                interface,
+                key,
+                single,
+                [[ent.reference.prompt]],
+                max_points=max_points,
+                generator=generator,
+                field=f"{field}[{b}].entities[{e}].reference.prompt",
+            )
+            s.ids = torch.full_like(s.ids, e)
+            rows.append(s)
+        per_image.append(rows)
+    if not any(per_image):
+        return None
+    num_levels = len(interface.mask_spatial_embed)
+    levels = []
+    d = interface.query_feat.weight.shape[1]
+    device = interface.query_feat.weight.device
+    for lvl in range(num_levels):
+        levels.append(
+            _pad_rows(
+                [
+                    torch.cat([r.levels[lvl][0] for r in rows]) if rows else torch.zeros(0, d, device=device)
+                    for rows in per_image
+                ],
+                0.0,
+            )
+        )
+    ids = _pad_rows(
+        [
+            torch.cat([r.ids[0] for r in rows]) if rows else torch.zeros(0, dtype=torch.long, device=device)
+            for rows in per_image
+        ],
+        -1,
+    )
+    return SlotInput(key, "token", levels[0], levels[0].detach(), ids >= 0, ids, levels=levels)
