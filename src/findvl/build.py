@@ -32,8 +32,15 @@ def find_tiny_config() -> ModelConfig:
             conv_dim=64, mask_dim=64, num_encoder_layers=1, num_heads=4, ffn_dim=128
         ),
         interface=InterfaceConfig(
-            hidden_dim=64, num_layers=3, num_heads=4, ffn_dim=128, num_proposals=16,
-            spatial_memories=8, dim_proj=64, max_spatial_points=64, pixel_scores="cosine",
+            hidden_dim=64,
+            num_layers=3,
+            num_heads=4,
+            ffn_dim=128,
+            num_proposals=16,
+            spatial_memories=8,
+            dim_proj=64,
+            max_spatial_points=64,
+            pixel_scores="cosine",
         ),
     )
 
@@ -84,7 +91,9 @@ def build_vision(cfg: VisionConfig) -> VisionEncoder:
 
 def build_language(cfg: LanguageConfig) -> LanguageEncoder:
     if cfg.kind == "tiny":
-        return TinyLanguageEncoder(dim=cfg.dim, num_layers=cfg.num_layers, max_length=cfg.max_length)
+        return TinyLanguageEncoder(
+            dim=cfg.dim, num_layers=cfg.num_layers, max_length=cfg.max_length
+        )
     if cfg.kind == "hf":
         from findvl.encoders.loading import load_language_encoder
 

@@ -72,14 +72,20 @@ class ModelConfig:
 def from_dict(cls: type, data: dict[str, Any], path: str = "") -> Any:
     """Build dataclass ``cls`` from ``data``; an unknown key raises ``ValueError`` naming it."""
     if not isinstance(data, dict):
-        raise ValueError(f"config {path or cls.__name__}: expected an object, got {type(data).__name__}")
+        raise ValueError(
+            f"config {path or cls.__name__}: expected an object, got {type(data).__name__}"
+        )
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in data.items():
         name = f"{path}.{key}" if path else key
         if key not in fields:
             raise ValueError(f"unknown config key {name!r} (known: {sorted(fields)})")
-        sub = fields[key].default_factory if fields[key].default_factory is not dataclasses.MISSING else None
+        sub = (
+            fields[key].default_factory
+            if fields[key].default_factory is not dataclasses.MISSING
+            else None
+        )
         if sub is not None and dataclasses.is_dataclass(sub):
             kwargs[key] = from_dict(sub, value, name)
         elif isinstance(value, list):
@@ -104,7 +110,9 @@ def apply_overrides(config: Any, overrides: list[str]) -> Any:
         parts = key.split(".")
         for i, part in enumerate(parts):
             if not isinstance(node, dict) or part not in node:
-                raise ValueError(f"unknown config key {'.'.join(parts[: i + 1])!r} in --set {item!r}")
+                raise ValueError(
+                    f"unknown config key {'.'.join(parts[: i + 1])!r} in --set {item!r}"
+                )
             if i == len(parts) - 1:
                 node[part] = value
             else:

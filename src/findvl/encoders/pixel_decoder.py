@@ -55,7 +55,9 @@ class EncoderLayer(nn.Module):
 class TransformerEncoder(nn.Module):
     def __init__(self, dim: int, num_heads: int, ffn_dim: int, num_layers: int) -> None:
         super().__init__()
-        self.layers = nn.ModuleList(EncoderLayer(dim, num_heads, ffn_dim) for _ in range(num_layers))
+        self.layers = nn.ModuleList(
+            EncoderLayer(dim, num_heads, ffn_dim) for _ in range(num_layers)
+        )
 
     def forward(self, x: torch.Tensor, pos: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         allowed = valid[:, None, :].expand(-1, x.shape[1], -1)
@@ -124,9 +126,13 @@ class PixelDecoder(nn.Module):
         )
         self.pe_layer = PositionEmbeddingSine(conv_dim // 2)
         for i, level in enumerate(in_levels[:-1]):
-            self.add_module(f"adapter_{i + 1}", ConvNorm(level.channels, conv_dim, 1, norm=True, relu=False))
+            self.add_module(
+                f"adapter_{i + 1}", ConvNorm(level.channels, conv_dim, 1, norm=True, relu=False)
+            )
             self.add_module(f"layer_{i + 1}", ConvNorm(conv_dim, conv_dim, 3, norm=True, relu=True))
-        self.add_module(f"layer_{len(in_levels)}", ConvNorm(conv_dim, conv_dim, 3, norm=True, relu=True))
+        self.add_module(
+            f"layer_{len(in_levels)}", ConvNorm(conv_dim, conv_dim, 3, norm=True, relu=True)
+        )
         self.mask_features = nn.Conv2d(conv_dim, mask_dim, 3, padding=1)
         self.conv_dim, self.mask_dim = conv_dim, mask_dim
 

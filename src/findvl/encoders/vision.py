@@ -31,7 +31,7 @@ class VisionEncoder(nn.Module):
     model_type: str = "vision"
 
     def forward_features(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``[B,3,H,W]`` normalised pixels (H, W multiples of 32) -> ``{level.name: [B,C,H/s,W/s]}``."""
+        """``[B,3,H,W]`` normalised pixels (H, W multiples of 32) -> ``{name: [B,C,H/s,W/s]}``."""
         raise NotImplementedError
 
     def forward(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -27,7 +27,9 @@ def generic(
     layers = []
     for layer in out.layers:
         obj = layer["p.object"]
-        logits = cosine_logits(obj.semantic, table[None].expand(obj.semantic.shape[0], -1, -1), scale)
+        logits = cosine_logits(
+            obj.semantic, table[None].expand(obj.semantic.shape[0], -1, -1), scale
+        )
         layers.append(ProposalScores(obj.masks, logits))
     return GenericSegmentationOutput(layers, list(classes), table)
 
@@ -73,7 +75,9 @@ def interleave(
     pk, qk = f"{task}/p.entity", f"{task}/q.entity"
     n = valid[qk].shape[1]
     is_visual = torch.tensor(
-        [row + [False] * (n - len(row)) for row in visual], dtype=torch.bool, device=valid[qk].device
+        [row + [False] * (n - len(row)) for row in visual],
+        dtype=torch.bool,
+        device=valid[qk].device,
     )
     layers = []
     for layer in out.layers:

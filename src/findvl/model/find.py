@@ -106,7 +106,11 @@ class FindModel(nn.Module):
     # ---- encoders -----------------------------------------------------------------------
     def encode_images(self, images: list[torch.Tensor] | ImageBatch) -> ImageFeatures:
         """RGB images ``[3,H,W]`` (0..255) or a preprocessed batch -> :class:`ImageFeatures`."""
-        batch = images if isinstance(images, ImageBatch) else preprocess_images(images, self.vision.norm)
+        batch = (
+            images
+            if isinstance(images, ImageBatch)
+            else preprocess_images(images, self.vision.norm)
+        )
         batch = batch.to(self.device)
         feats = self.vision.forward_features(batch.pixels)
         pixel = self.pixel_decoder(feats, batch.valid_mask)
@@ -144,7 +148,11 @@ class FindModel(nn.Module):
         slots, info = self._slots(feats, by_task, pset, generator)
         previous = info.get("previous")
         out = self.interface(
-            slots, pset=pset, pixel=feats.pixel, previous_mask=previous, all_layer_masks=all_layer_masks
+            slots,
+            pset=pset,
+            pixel=feats.pixel,
+            previous_mask=previous,
+            all_layer_masks=all_layer_masks,
         )
         h, w = feats.batch.pixels.shape[-2:]
         result = FindOutput(
@@ -174,16 +182,24 @@ class FindModel(nn.Module):
                 start += len(phrases)
             task = "grounded_segmentation"
             slots.append(proposal_slot(self.interface, f"{task}/p.grounding", b))
-            slots.append(query_slot(self.interface, f"{task}/q.description", [len(p) for p in req.phrases]))
+            slots.append(
+                query_slot(self.interface, f"{task}/q.description", [len(p) for p in req.phrases])
+            )
             slots.append(text_slot(f"{task}/t.description", text, groups))
         if (req := by_task.get("interactive_segmentation")) is not None:
             task = "interactive_segmentation"
             slots.append(proposal_slot(self.interface, f"{task}/p.segment", b))
-            slots.append(query_slot(self.interface, f"{task}/q.spatial", [len(p) for p in req.prompts]))
+            slots.append(
+                query_slot(self.interface, f"{task}/q.spatial", [len(p) for p in req.prompts])
+            )
             slots.append(
                 spatial_slot(
-                    self.interface, f"{task}/t.spatial", feats.source(), req.prompts,
-                    max_points=self.max_spatial_points, generator=generator,
+                    self.interface,
+                    f"{task}/t.spatial",
+                    feats.source(),
+                    req.prompts,
+                    max_points=self.max_spatial_points,
+                    generator=generator,
                     field="interactive_segmentation.prompts",
                 )
             )
@@ -202,21 +218,34 @@ class FindModel(nn.Module):
 
     def _interleave_slots(self, task, items, feats, generator, info):
         b = len(items)
-        spliced = [splice_visual_entities(item, f"{task}.texts[{i}]") for i, item in enumerate(items)]
+        spliced = [
+            splice_visual_entities(item, f"{task}.texts[{i}]") for i, item in enumerate(items)
+        ]
         text = self.encode_text([s[0] for s in spliced], f"{task}.texts")
         visual = [[e.reference is not None for e in item.entities] for item in items]
         info[f"{task}.visual"] = visual
         slots = []
         if task == "interleave_segmentation":
             slots.append(proposal_slot(self.interface, f"{task}/p.entity", b))
-            slots.append(query_slot(self.interface, f"{task}/q.entity", [len(i.entities) for i in items]))
+            slots.append(
+                query_slot(self.interface, f"{task}/q.entity", [len(i.entities) for i in items])
+            )
         else:
             slots.append(query_slot(self.interface, f"{task}/q.interleave", [1] * b))
-        slots.append(interleave_text_slot(self.interface, f"{task}/t.interleave", text, [s[1] for s in spliced], visual))
+        slots.append(
+            interleave_text_slot(
+                self.interface, f"{task}/t.interleave", text, [s[1] for s in spliced], visual
+            )
+        )
         resolve = self._reference_resolver(items, feats)
         ref = reference_slot(
-            self.interface, f"{task}/t.spatial", items, resolve,
-            max_points=self.max_spatial_points, generator=generator, field=f"{task}.texts",
+            self.interface,
+            f"{task}/t.spatial",
+            items,
+            resolve,
+            max_points=self.max_spatial_points,
+            generator=generator,
+            field=f"{task}.texts",
         )
         if ref is not None:
             slots.append(ref)
@@ -246,11 +275,22 @@ class FindModel(nn.Module):
             result.generic_segmentation = assemble.generic(out, table, scale, req.classes)
         if "grounded_segmentation" in by_task:
             result.grounded_segmentation = assemble.targeted(
-                out, "grounded_segmentation", "p.grounding", "q.description", valid, scale, "semantic"
+                out,
+                "grounded_segmentation",
+                "p.grounding",
+                "q.description",
+                valid,
+                scale,
+                "semantic",
             )
         if "interactive_segmentation" in by_task:
             result.interactive_segmentation = assemble.targeted(
-                out, "interactive_segmentation", "p.segment", "q.spatial", valid, scale,
+                out,
+                "interactive_segmentation",
+                "p.segment",
+                "q.spatial",
+                valid,
+                scale,
                 "pixel" if self.pixel_scores == "dot" else "pixel-cosine",
             )
         if "image_text_retrieval" in by_task:
@@ -260,7 +300,9 @@ class FindModel(nn.Module):
                 out, valid, info["interleave_segmentation.visual"], scale, self.pixel_scores
             )
         if "interleave_retrieval" in by_task:
-            result.interleave_retrieval = assemble.retrieval(out, "interleave_retrieval/q.interleave")
+            result.interleave_retrieval = assemble.retrieval(
+                out, "interleave_retrieval/q.interleave"
+            )
 
     def class_embeddings(self, classes: list[str]) -> torch.Tensor:
         """Semantic embeddings ``[K+1,P]`` of class names (+ ``background``), image-free.
@@ -305,7 +347,7 @@ def _check_requests(requests: list[Request], batch: int) -> dict[str, Request]:
             raise ValueError(f"{type(req).__name__}.{name}: the list is empty")
         if expected is not None and len(value) != expected:
             raise ValueError(
-                f"{type(req).__name__}.{name}: {len(value)} entries for a batch of {expected} images"
+                f"{type(req).__name__}.{name}: {len(value)} entries for {expected} images"
             )
         if expected is not None and name in ("phrases", "prompts"):
             for b, row in enumerate(value):
@@ -326,6 +368,10 @@ def _previous_masks(previous: list[torch.Tensor], feats: ImageFeatures) -> torch
                 f"the image size {feats.batch.original_sizes[b]}"
             )
         ih, iw = feats.batch.sizes[b]
-        resized = F.interpolate(prev[None, None].float().to(out.device), size=(ih * h4 // h, iw * w4 // w), mode="bilinear")
+        resized = F.interpolate(
+            prev[None, None].float().to(out.device),
+            size=(ih * h4 // h, iw * w4 // w),
+            mode="bilinear",
+        )
         out[b, : resized.shape[-2], : resized.shape[-1]] = resized[0, 0]
     return out

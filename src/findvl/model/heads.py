@@ -69,7 +69,9 @@ class FindHeads(nn.Module):
         if pixel is None:
             return None
         levels = [
-            F.interpolate(pixel.mask_features, size=lv.shape[-2:], mode="bilinear", align_corners=False)
+            F.interpolate(
+                pixel.mask_features, size=lv.shape[-2:], mode="bilinear", align_corners=False
+            )
             for lv in pixel.levels
         ]
         return MaskFeatures(pixel.mask_features, levels)

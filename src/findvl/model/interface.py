@@ -31,7 +31,7 @@ class SlotInput:
     """One slot of the interface sequence.
 
     Attributes:
-        key: slot key in the prototype set (``"p.object"``, ``"grounded_segmentation/q.description"``).
+        key: slot key in the prototype set, e.g. ``"grounded_segmentation/q.description"``.
         kind: ``proposal``, ``query``, ``token`` or ``memory``.
         x: ``[B,n,D]`` content.
         pos: ``[B,n,D]`` positional embedding (fixed through the layers).

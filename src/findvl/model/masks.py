@@ -44,7 +44,9 @@ class MaskBuilder:
         previous_mask: torch.Tensor | None,
     ) -> None:
         keys = {s.key for s in slots}
-        pairs = [(y, x) for y, x in pset.content_pairs if y in keys and (x in keys or x == "f.image")]
+        pairs = [
+            (y, x) for y, x in pset.content_pairs if y in keys and (x in keys or x == "f.image")
+        ]
         image_rows = {y for y, x in pairs if x == "f.image"}
         if image_rows and pixel is None:
             raise ValueError(f"slots {sorted(image_rows)} attend f.image but no image was given")

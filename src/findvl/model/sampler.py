@@ -41,7 +41,7 @@ def rasterize(
     radius: int = 3,
     field: str = "prompt",
 ) -> torch.Tensor:
-    """Rasterise clicks ``(x, y)`` (disks of ``radius``) or a box ``(x0, y0, x1, y1)`` to ``[h,w]``."""
+    """Rasterise clicks ``(x, y)`` (disks of ``radius``) or a box ``(x0,y0,x1,y1)`` to ``[h,w]``."""
     h, w = size
     out = torch.zeros(h, w, dtype=torch.bool)
     yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")

@@ -138,9 +138,13 @@ def splice_visual_entities(item: InterleavedText, field: str) -> tuple[str, list
     for e in order:
         ent = item.entities[e]
         if not (0 <= ent.start < ent.end <= len(text)):
-            raise ValueError(f"{field}.entities[{e}]: span ({ent.start}, {ent.end}) is outside the text")
+            raise ValueError(
+                f"{field}.entities[{e}]: span ({ent.start}, {ent.end}) is outside the text"
+            )
         if ent.start < cursor:
-            raise ValueError(f"{field}.entities[{e}]: span ({ent.start}, {ent.end}) overlaps another")
+            raise ValueError(
+                f"{field}.entities[{e}]: span ({ent.start}, {ent.end}) overlaps another"
+            )
         pieces.append(text[cursor : ent.start])
         phrase = INTERACTIVE_TOKEN if ent.reference is not None else text[ent.start : ent.end]
         start = ent.start + shift
@@ -230,7 +234,9 @@ def reference_slot(
         levels.append(
             _pad_rows(
                 [
-                    torch.cat([r.levels[lvl][0] for r in rows]) if rows else torch.zeros(0, d, device=device)
+                    torch.cat([r.levels[lvl][0] for r in rows])
+                    if rows
+                    else torch.zeros(0, d, device=device)
                     for rows in per_image
                 ],
                 0.0,
@@ -238,7 +244,9 @@ def reference_slot(
         )
     ids = _pad_rows(
         [
-            torch.cat([r.ids[0] for r in rows]) if rows else torch.zeros(0, dtype=torch.long, device=device)
+            torch.cat([r.ids[0] for r in rows])
+            if rows
+            else torch.zeros(0, dtype=torch.long, device=device)
             for rows in per_image
         ],
         -1,
