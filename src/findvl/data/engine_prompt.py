@@ -23,21 +23,22 @@ Generate {count} image caption(s) with grounded entities and their attributes fr
 information below.
 
 Detailed image description (may contain errors):
-<{pseudo_captions}>
+{pseudo_captions}
 
 Ground-truth image captions:
-<{captions}>
+{captions}
 
 Image size (width, height): ({width}, {height})
 
 Ground-truth regions, one per line as "entity_id: category, box (x0, y0, w, h)", where (x0, y0) \
 is the top-left corner of the box and (w, h) its size in pixels:
-<{regions}>
+{regions}
 
 Output format: write each mention of a region as (entity_id)<phrase>, where entity_id is the \
 number of that region in the list above. An example output would be: "({example_a})<A woman> \
 sitting next to ({example_b})<a handsome man>, with their hands holding together under \
-({example_c})<the blue sky>."
+({example_c})<the blue sky>." (this shows the format only; its words are not about this \
+image).
 
 Constraints:
 1. Use only the entity ids listed above; never invent an id.
