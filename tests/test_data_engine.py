@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import re
 import select
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -290,6 +295,52 @@ def test_interrupted_run_resumes_without_loss_or_duplicates(tmp_path: Path) -> N
     assert sorted(done) == [1, 2, 3]
     summary = run_engine(images, config=make_config(out), client=CrashingBackend(None))
     assert (summary.images_skipped, summary.images_processed, summary.images_done) == (3, 3, 6)
+    assert out.read_bytes() == whole.read_bytes()
+
+
+KILLABLE_RUN = """
+import sys
+from pathlib import Path
+from findvl.data.engine import EngineConfig, run_engine
+from findvl.data.engine_client import ChatClient, RetryPolicy
+from findvl.data.engine_inputs import load_engine_images
+data, out, url = sys.argv[1:]
+config = EngineConfig(out=Path(out), split="val", model="scripted", concurrency=1,
+                      retry=RetryPolicy(retries=2, base_delay_s=0.02))
+client = ChatClient(endpoint=url, model="scripted", timeout_s=5.0)
+run_engine(load_engine_images(Path(data), "val"), config=config, client=client)
+"""
+
+
+def test_killed_process_resumes(tmp_path: Path) -> None:
+    scripts = {
+        i: [Reply(f"({100 * i + 1})<A dog> near ({100 * i + 2})<grass>.")] for i in range(1, 7)
+    }
+    server = ScriptedLLM(scripts, hold_s=0.2)
+    server.thread.start()
+    try:
+        data = write_coco(tmp_path / "coco")
+        whole, out = tmp_path / "whole.json", tmp_path / "out.json"
+        run_scripted(server, data, whole)
+        progress = Path(f"{out}.progress.jsonl")
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+        command = [sys.executable, "-c", KILLABLE_RUN, str(data), str(out), server.url]
+        process = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and process.poll() is None:
+            if progress.exists() and progress.read_text().count("\n") >= 3:  # header + 2 images
+                break
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        assert process.returncode == -signal.SIGKILL
+        assert not out.exists()
+        summary = run_scripted(server, data, out)
+    finally:
+        server.server.shutdown()
+        server.server.server_close()
+    assert 2 <= summary.images_skipped < 6
+    assert summary.images_skipped + summary.images_processed == 6
     assert out.read_bytes() == whole.read_bytes()
 
 

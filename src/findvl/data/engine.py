@@ -176,7 +176,8 @@ def process_image(image: EngineImage, *, client: ChatBackend, config: EngineConf
     attempts = config.retry.retries + 1
     last_error = ""
     for attempt in range(attempts):
-        record.retries += attempt > 0
+        if attempt > 0:
+            record.retries += 1
         try:
             captions = parse_reply(client.complete(messages), valid_ids=valid_ids)
         except MalformedReplyError as error:
