@@ -20,21 +20,36 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--model", required=True, help="model name the server serves")
     parser.add_argument("--out", type=Path, required=True, help="FIND-Bench entity JSON to write")
-    parser.add_argument("--concurrency", type=int, default=4, help="requests in flight (4)")
-    parser.add_argument("--timeout", type=float, default=120.0, help="per-request seconds (120)")
-    parser.add_argument("--retries", type=int, default=3, help="retries per image (3)")
-    parser.add_argument("--limit", type=int, default=None, help="process at most N images")
+    parser.add_argument(
+        "--concurrency", type=int, metavar="K", default=4, help="requests in flight (4)"
+    )
+    parser.add_argument(
+        "--timeout", type=float, metavar="S", default=120.0, help="per-request seconds (120)"
+    )
+    parser.add_argument("--retries", type=int, metavar="R", default=3, help="retries per image (3)")
+    parser.add_argument(
+        "--limit", type=int, metavar="N", default=None, help="process at most N images"
+    )
     parser.add_argument("--dry-run", action="store_true", help="write the prompts to --out only")
-    parser.add_argument("--temperature", type=float, default=0.2, help="sampling temperature")
-    parser.add_argument("--captions-per-image", type=int, default=1, help="captions per image (1)")
+    parser.add_argument(
+        "--temperature", type=float, metavar="T", default=0.2, help="sampling temperature"
+    )
+    parser.add_argument(
+        "--captions-per-image", type=int, metavar="N", default=1, help="captions per image (1)"
+    )
     parser.add_argument(
         "--pseudo-captions",
         type=Path,
         default=None,
+        metavar="FILE",
         help="COCO-captions-format file of detailed model-written descriptions",
     )
-    parser.add_argument("--backoff", type=float, default=1.0, help="first retry wait, seconds")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the backoff jitter")
+    parser.add_argument(
+        "--backoff", type=float, metavar="S", default=1.0, help="first retry wait, seconds"
+    )
+    parser.add_argument(
+        "--seed", type=int, metavar="N", default=0, help="seed of the backoff jitter"
+    )
     parser.add_argument(
         "--retry-failed", action="store_true", help="re-attempt images recorded as failed"
     )
