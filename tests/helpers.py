@@ -35,10 +35,9 @@ def all_requests(imgs, *, previous=False, reference_image=None):
         [point(s, 5 + j * 7, 6 + j * 3) for j in range(1 + b % 2)] for b, s in enumerate(sizes)
     ]
     texts = []
-    for b, s in enumerate(sizes):
-        ref_img = reference_image if reference_image is not None else None
-        ref_size = tuple(ref_img.shape[-2:]) if ref_img is not None else s
-        ref = VisualReference(ref_img, point(ref_size, 9, 9))
+    for s in sizes:
+        ref_size = tuple(reference_image.shape[-2:]) if reference_image is not None else s
+        ref = VisualReference(reference_image, point(ref_size, 9, 9))
         texts.append(
             InterleavedText(
                 "a red circle next to a blue square", [Entity(0, 12, ref), Entity(21, 34)]
