@@ -1,0 +1,135 @@
+"""From mask logits on the padded canvas to results on the original image.
+
+Panoptic, instance and semantic inference follow Mask2Former (as the released FIND does).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+def to_original(
+    masks: torch.Tensor,
+    *,
+    input_size: tuple[int, int],
+    canvas: tuple[int, int],
+    original_size: tuple[int, int],
+) -> torch.Tensor:
+    """``[N,h,w]`` logits at stride 4 of the canvas -> ``[N,H0,W0]`` logits on the original image.
+
+    Upsample to the canvas, crop the valid region, resize to the original size (bilinear).
+    """
+    if masks.shape[0] == 0:
+        return masks.new_zeros(0, *original_size)
+    x = F.interpolate(masks[None].float(), size=canvas, mode="bilinear", align_corners=False)
+    x = x[..., : input_size[0], : input_size[1]]
+    if tuple(input_size) != tuple(original_size):
+        x = F.interpolate(x, size=original_size, mode="bilinear", align_corners=False)
+    return x[0]
+
+
+@dataclass
+class PanopticResult:
+    """Panoptic segmentation of one image.
+
+    Attributes:
+        segmentation: ``[H,W]`` int64 segment id per pixel (0 = no segment).
+        segments: one dict per segment: ``id``, ``category`` (class index), ``score``,
+            ``isthing``, ``area``.
+    """
+
+    segmentation: torch.Tensor
+    segments: list[dict]
+
+
+def panoptic_inference(
+    class_logits: torch.Tensor,
+    mask_logits: torch.Tensor,
+    *,
+    isthing: list[bool],
+    object_threshold: float = 0.8,
+    overlap_threshold: float = 0.8,
+) -> PanopticResult:
+    """Mask2Former panoptic merging.
+
+    Args:
+        class_logits: ``[N,K+1]`` (last = no object).
+        mask_logits: ``[N,H,W]`` on the output grid.
+        isthing: per class, whether it is a thing (stuff segments of a class are merged).
+        object_threshold: minimum class score to keep a proposal.
+        overlap_threshold: minimum visible/original area ratio to keep a segment.
+    """
+    scores, labels = class_logits.softmax(-1).max(-1)
+    num_classes = class_logits.shape[-1] - 1
+    keep = (labels != num_classes) & (scores > object_threshold)
+    scores, labels, masks = scores[keep], labels[keep], mask_logits[keep].sigmoid()
+    h, w = mask_logits.shape[-2:]
+    seg = torch.zeros(h, w, dtype=torch.long)
+    segments: list[dict] = []
+    if masks.shape[0] == 0:
+        return PanopticResult(seg, segments)
+    owner = (scores[:, None, None] * masks).argmax(0)
+    stuff_ids: dict[int, int] = {}
+    for k in range(masks.shape[0]):
+        label = int(labels[k])
+        region = (owner == k) & (masks[k] >= 0.5)
+        area, original = int(region.sum()), int((masks[k] >= 0.5).sum())
+        if area == 0 or original == 0 or area / original < overlap_threshold:
+            continue
+        if not isthing[label] and label in stuff_ids:
+            seg[region] = stuff_ids[label]
+            seg_info = next(s for s in segments if s["id"] == stuff_ids[label])
+            seg_info["area"] += area
+            continue
+        new_id = len(segments) + 1
+        seg[region] = new_id
+        if not isthing[label]:
+            stuff_ids[label] = new_id
+        segments.append(
+            {
+                "id": new_id,
+                "category": label,
+                "score": float(scores[k]),
+                "isthing": isthing[label],
+                "area": area,
+            }
+        )
+    return PanopticResult(seg, segments)
+
+
+@dataclass
+class InstanceResult:
+    """``scores [M]``, ``labels [M]`` (class index), ``masks [M,H,W]`` bool."""
+
+    scores: torch.Tensor
+    labels: torch.Tensor
+    masks: torch.Tensor
+
+
+def instance_inference(
+    class_logits: torch.Tensor,
+    mask_logits: torch.Tensor,
+    *,
+    top_k: int = 100,
+    keep_classes: list[bool] | None = None,
+) -> InstanceResult:
+    """Top-k (proposal, class) pairs; score = class prob × mean mask prob inside the mask."""
+    probs = class_logits.softmax(-1)[:, :-1]  # NxK
+    if keep_classes is not None:
+        probs = probs * torch.tensor(keep_classes, dtype=probs.dtype)
+    n, k = probs.shape
+    top = probs.flatten().topk(min(top_k, n * k))
+    index, labels = top.indices // k, top.indices % k
+    masks = mask_logits[index]
+    binary = masks > 0
+    mask_score = (masks.sigmoid() * binary).flatten(1).sum(1) / (binary.flatten(1).sum(1) + 1e-6)
+    valid = top.values > 0
+    return InstanceResult((top.values * mask_score)[valid], labels[valid], binary[valid])
+
+
+def semantic_inference(class_logits: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tensor:
+    """``[K,H,W]`` class scores = ``Σ_n softmax(class)[n,:K] · sigmoid(mask_n)``."""
+    return torch.einsum("nk,nhw->khw", class_logits.softmax(-1)[:, :-1], mask_logits.sigmoid())
