@@ -1,0 +1,69 @@
+"""The whole configuration of a training run (saved in the run directory and every checkpoint)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from findvl.build import preset_config
+from findvl.config import ModelConfig, apply_overrides, from_dict
+
+
+@dataclass
+class DataConfig:
+    root: str = ""  # dataset root (synthetic or COCO-style layout)
+    split: str = "train"
+    max_prompts: int = 4  # visual prompts per image
+    max_phrases: int = 4  # grounding phrases per image
+    max_entities: int = 6  # entities per entity caption
+    visual_prob: float = 0.5  # entities given as visual references
+    flip: bool = True
+    scale_min: float = 1.0  # resize-scale augmentation range
+    scale_max: float = 1.0
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-4
+    weight_decay: float = 0.05
+    clip_grad_norm: float = 0.01  # official value; <= 0 disables
+    schedule: str = "multistep"  # "multistep" or "cosine"
+    warmup_steps: int = 10
+    accumulation: int = 1  # micro-batches per optimizer step
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: dict[str, float] = field(default_factory=dict)  # LossWeights overrides
+    steps: int = 1000
+    batch_size: int = 8  # per process
+    seed: int = 0
+    device: str = "cpu"
+    amp: bool = False  # mixed precision (CUDA only)
+    log_every: int = 10
+    checkpoint_every: int = 200
+    keep_last: int = 3
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def train_config(preset: str, overrides: list[str] | None = None, **fields: Any) -> TrainConfig:
+    """A run config for ``preset`` with ``fields`` set and ``key=value`` overrides applied."""
+    config = TrainConfig(model=preset_config(preset), **fields)
+    return apply_overrides(config, overrides or [])
+
+
+def load_train_config(data: dict[str, Any]) -> TrainConfig:
+    """Rebuild a :class:`TrainConfig` from its dict (unknown keys are errors)."""
+    config = from_dict(TrainConfig, data)
+    config.loss = dict(config.loss)
+    return config

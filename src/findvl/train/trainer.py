@@ -1,0 +1,221 @@
+"""The joint multi-task training loop: one forward per batch covering all six tasks.
+
+Every source of randomness of step ``s`` (which images, augmentation, prompt points, loss
+points) is derived from ``(seed, s)``, so a run killed at any step and resumed from its last
+checkpoint continues exactly as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from findvl.build import build_model
+from findvl.data.dataset import Sample, load_dataset
+from findvl.data.training import ExampleConfig, TrainExample, make_example
+from findvl.model.find import FindModel
+from findvl.train import distributed as dist
+from findvl.train.checkpoint import find_latest, load_checkpoint, save_checkpoint
+from findvl.train.config import TrainConfig
+from findvl.train.criterion import FindCriterion, build_requests
+from findvl.train.logging import JsonlLogger, ThroughputMeter, progress_bar
+from findvl.train.losses import LossWeights
+from findvl.train.optim import (
+    OptimizerConfig,
+    ScheduleConfig,
+    build_optimizer,
+    build_scheduler,
+    clip_grad_norm,
+)
+
+
+@dataclass
+class Vocabulary:
+    """Class names of a dataset and the map from category id to class index."""
+
+    names: list[str]
+    index: dict[int, int]
+    isthing: list[bool]
+
+
+def dataset_vocabulary(root: str, split: str) -> Vocabulary:
+    from findvl.data.coco import read_panoptic
+    from findvl.data.dataset import DatasetPaths
+
+    paths = DatasetPaths.standard(root, split)
+    _, categories = read_panoptic(paths.panoptic_json, paths.panoptic_dir, paths.image_dir)
+    cats = sorted(categories, key=lambda c: c.id)
+    return Vocabulary([c.name for c in cats], {c.id: i for i, c in enumerate(cats)}, [c.isthing for c in cats])
+
+
+class BatchSource:
+    """Deterministic batches: the examples of (step, rank) depend on nothing else."""
+
+    def __init__(self, samples: list[Sample], vocab: Vocabulary, config: TrainConfig) -> None:
+        if not samples:
+            raise ValueError(f"{config.data.root}: split {config.data.split!r} has no images")
+        self.samples, self.vocab, self.config = samples, vocab, config
+        d = config.data
+        self.example_config = ExampleConfig(
+            max_prompts=d.max_prompts,
+            max_phrases=d.max_phrases,
+            max_entities=d.max_entities,
+            visual_prob=d.visual_prob,
+            flip=d.flip,
+            scale_range=(d.scale_min, d.scale_max),
+        )
+        self._perm: dict[int, np.ndarray] = {}
+
+    def _index(self, position: int) -> int:
+        n = len(self.samples)
+        epoch = position // n
+        if epoch not in self._perm:
+            self._perm = {epoch: np.random.default_rng([self.config.seed, epoch]).permutation(n)}
+        return int(self._perm[epoch][position % n])
+
+    def batch(self, step: int, micro: int, rank: int, world: int) -> list[TrainExample]:
+        b, acc = self.config.batch_size, self.config.optim.accumulation
+        start = ((step * acc + micro) * world + rank) * b
+        out = []
+        for i in range(b):
+            idx = self._index(start + i)
+            rng = np.random.default_rng([self.config.seed, step, micro, rank, i])
+            out.append(make_example(self.samples[idx], self.vocab.index, self.vocab.names, rng, self.example_config))
+        return out
+
+
+def _generator(seed: int, step: int, micro: int, rank: int, which: int) -> torch.Generator:
+    mixed = np.random.default_rng([seed, step, micro, rank, which]).integers(0, 2**62)
+    return torch.Generator().manual_seed(int(mixed))
+
+
+class Trainer:
+    """Builds the model, optimizer and data from a :class:`TrainConfig` and trains.
+
+    Args:
+        config: the whole run configuration.
+        run_dir: where config, logs and checkpoints go.
+        progress: show a progress bar.
+    """
+
+    def __init__(self, config: TrainConfig, run_dir: str | Path, *, progress: bool = True) -> None:
+        self.config, self.run_dir, self.progress = config, Path(run_dir), progress
+        self.info = dist.init_distributed() if dist.get_world_size() > 1 or _torchrun() else None
+        self.rank, self.world = dist.get_rank(), dist.get_world_size()
+        torch.manual_seed(config.seed)
+        self.model: FindModel = build_model(config.model).to(config.device)
+        self.weights = LossWeights.from_dict(dict(config.loss))
+        self.criterion = FindCriterion(self.weights)
+        o = config.optim
+        self.optimizer = build_optimizer(
+            self.model, OptimizerConfig(lr=o.lr, weight_decay=o.weight_decay, clip_grad_norm=o.clip_grad_norm)
+        )
+        self.scheduler = build_scheduler(
+            self.optimizer,
+            ScheduleConfig(total_steps=config.steps, kind=o.schedule, warmup_steps=o.warmup_steps),
+        )
+        self.vocab = dataset_vocabulary(config.data.root, config.data.split)
+        self.source = BatchSource(load_dataset(config.data.root, config.data.split), self.vocab, config)
+        self.step = 0
+        self.wrapped: nn.Module = self.model
+        if self.world > 1:
+            self.wrapped = nn.parallel.DistributedDataParallel(self.model, find_unused_parameters=True)
+
+    def resume(self) -> bool:
+        """Load the latest complete checkpoint of the run directory, if any."""
+        latest = find_latest(self.run_dir)
+        if latest is None:
+            return False
+        state = load_checkpoint(latest, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler)
+        saved = state.config.get("train")
+        if saved is not None and saved != json.loads(self.config.to_json()):
+            raise ValueError(f"{latest}: the checkpoint was written with a different config")
+        self.step = state.step
+        return True
+
+    def save(self) -> Path | None:
+        if not dist.is_main():
+            return None
+        return save_checkpoint(
+            self.run_dir,
+            step=self.step,
+            model=self.model,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            config={"train": json.loads(self.config.to_json()), "vocabulary": self.vocab.__dict__ | {"index": {str(k): v for k, v in self.vocab.index.items()}}},
+            data_position={"step": self.step},
+            keep_last=self.config.keep_last,
+        )
+
+    def train_step(self) -> dict[str, float]:
+        """One optimizer step (``accumulation`` micro-batches); returns the loss terms."""
+        c = self.config
+        self.model.train()
+        for part, cfg in ((self.model.vision, c.model.vision), (self.model.language, c.model.language)):
+            if not cfg.trainable:
+                part.eval()
+        self.optimizer.zero_grad(set_to_none=True)
+        totals: dict[str, float] = {}
+        for micro in range(c.optim.accumulation):
+            examples = self.source.batch(self.step, micro, self.rank, self.world)
+            requests = build_requests(examples, self.vocab.names)
+            amp = torch.autocast("cuda", dtype=torch.bfloat16) if c.amp and c.device.startswith("cuda") else contextlib.nullcontext()
+            with amp:
+                out = self.wrapped(
+                    [ex.image for ex in examples],
+                    requests,
+                    generator=_generator(c.seed, self.step, micro, self.rank, 0),
+                    all_layer_masks=True,
+                )
+                terms = self.criterion(out, examples, _generator(c.seed, self.step, micro, self.rank, 1))
+            (terms["total"] / c.optim.accumulation).backward()
+            for k, v in terms.items():
+                totals[k] = totals.get(k, 0.0) + float(v) / c.optim.accumulation
+        grad_norm = clip_grad_norm(self.model.parameters(), c.optim.clip_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        totals["grad_norm"] = float(grad_norm)
+        return totals
+
+    def fit(self, *, stop_after: float | None = None) -> dict:
+        """Train to ``config.steps`` (or until ``stop_after`` seconds have passed)."""
+        c = self.config
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if dist.is_main():
+            (self.run_dir / "config.json").write_text(c.to_json())
+        logger = JsonlLogger(self.run_dir / "train.jsonl")
+        meter = ThroughputMeter()
+        bar = progress_bar(c.steps, initial=self.step, enabled=self.progress and dist.is_main())
+        start, last = time.time(), {}
+        while self.step < c.steps:
+            last = self.train_step()
+            meter.update(c.batch_size * c.optim.accumulation * self.world)
+            bar.update(1)
+            bar.set_postfix(loss=f"{last['total']:.3f}")
+            if self.step % c.log_every == 0 or self.step == c.steps:
+                logger.log(step=self.step, lr=self.scheduler.get_last_lr()[0], images_per_s=meter.rate(), **last)
+            if self.step % c.checkpoint_every == 0:
+                self.save()
+            if stop_after is not None and time.time() - start > stop_after:
+                break
+        bar.close()
+        path = self.save()
+        summary = {"steps": self.step, "seconds": time.time() - start, "final": last, "checkpoint": str(path)}
+        if dist.is_main():
+            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        logger.close()
+        return summary
+
+
+def _torchrun() -> bool:
+    import os
+
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
