@@ -1,0 +1,1 @@
+"""Data: COCO / RefCOCO / FIND-Bench readers, the synthetic world, prompt samplers, clicks."""

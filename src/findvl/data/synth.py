@@ -1,0 +1,255 @@
+"""Write the synthetic FIND-Bench world: images and COCO / RefCOCO / FIND-Bench annotations.
+
+Layout under ``out``::
+
+    images/{split}/{image_id:012d}.png
+    panoptic_{split}/{image_id:012d}.png
+    annotations/{instances,panoptic,captions,refs,entity}_{split}.json, entity_{split}_long.json
+
+Ids: image ids start at 1 (train) or 500001 (val); segment id ``k`` (1-based, things first in
+drawing order, then stuff) of image ``i`` is ``16 * i + k`` — it is the instance annotation id
+and the panoptic segment id. Every pixel belongs to a segment (no VOID).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from pycocotools import mask as mask_utils
+from tqdm import tqdm
+
+from findvl.data.coco import id2rgb
+from findvl.data.findbench import EntityCaption, EntityFile, EntityImage, EntityPhrase, write_entity
+from findvl.data.jsonio import atomic_write_bytes, atomic_write_json
+from findvl.data.synth_shapes import Scene, sample_scene
+from findvl.data.synth_text import (
+    MarkedText,
+    TextObject,
+    captions,
+    entity_caption,
+    entity_paragraph,
+    referring_expression,
+)
+from findvl.data.synth_world import CATEGORY_BY_ID, HOLDOUT_COMBOS, synth_categories_json
+
+SPLITS = {"train": (0, 1), "val": (500_000, 2)}  # split -> (image id offset, rng stream)
+SEGMENTS_PER_IMAGE = 16  # segment id = 16 * image_id + k, k in 1..15
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """What to synthesise.
+
+    Attributes:
+        out: output root.
+        images: number of images.
+        seed: the seed; the same config gives byte-identical files.
+        size: image side in pixels.
+        split: "train" or "val".
+        holdout_combos: keep ``HOLDOUT_COMBOS`` out of train and put one in every val image.
+    """
+
+    out: Path
+    images: int
+    seed: int
+    size: int = 128
+    split: str = "train"
+    holdout_combos: bool = False
+
+
+@dataclass
+class _Records:
+    """JSON records gathered over all images."""
+
+    images: list[dict] = field(default_factory=list)
+    instances: list[dict] = field(default_factory=list)
+    panoptic: list[dict] = field(default_factory=list)
+    captions: list[dict] = field(default_factory=list)
+    refs: list[dict] = field(default_factory=list)
+    entity: list[EntityCaption] = field(default_factory=list)
+    entity_long: list[EntityCaption] = field(default_factory=list)
+
+
+def _png_bytes(array: np.ndarray, compress_level: int) -> bytes:
+    """PNG with fixed settings (byte-stable). Noisy RGB images barely compress, so they are
+    stored with level 0; panoptic PNGs are flat and use level 1."""
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG", compress_level=compress_level)
+    return buffer.getvalue()
+
+
+def _entity(caption_id: int, image_id: int, text: MarkedText) -> EntityCaption:
+    spans = tuple(EntityPhrase(*p) for p in text.phrases)
+    return EntityCaption(caption_id, image_id, text.sentence, text.sentence_raw, spans)
+
+
+def _segment_records(
+    scene: Scene, image_id: int, size: int, rec: _Records
+) -> tuple[list[TextObject], np.ndarray]:
+    """Add instance and panoptic records of one scene.
+
+    Returns:
+        what the text generator needs per segment, and the ``[H,W]`` int64 segment id map.
+    """
+    ids = np.zeros((size, size), dtype=np.int64)
+    segments_info, objects = [], []
+    for k, segment in enumerate(scene.segments, start=1):
+        segment_id = SEGMENTS_PER_IMAGE * image_id + k
+        ids[segment.mask] = segment_id
+        ys, xs = np.nonzero(segment.mask)
+        bbox = [
+            int(xs.min()),
+            int(ys.min()),
+            int(xs.max() - xs.min() + 1),
+            int(ys.max() - ys.min() + 1),
+        ]
+        area = int(ys.size)
+        segments_info.append(
+            {
+                "id": segment_id,
+                "category_id": segment.category_id,
+                "area": area,
+                "bbox": bbox,
+                "iscrowd": 0,
+            }
+        )
+        name = CATEGORY_BY_ID[segment.category_id].name
+        centre = (float(ys.mean()) / size, float(xs.mean()) / size)
+        spec = segment.spec
+        objects.append(
+            TextObject(
+                segment_id, name, segment.isthing, spec and spec.colour, spec and spec.size, centre
+            )
+        )
+        if segment.isthing:
+            rle = mask_utils.encode(np.asfortranarray(segment.mask, dtype=np.uint8))
+            rec.instances.append(
+                {
+                    "id": segment_id,
+                    "image_id": image_id,
+                    "category_id": segment.category_id,
+                    "segmentation": {"size": [size, size], "counts": rle["counts"].decode("ascii")},
+                    "area": area,
+                    "bbox": bbox,
+                    "iscrowd": 0,
+                    "attributes": {"colour": spec.colour, "size": spec.size},
+                }
+            )
+    file_name = f"{image_id:012d}.png"
+    rec.panoptic.append(
+        {"image_id": image_id, "file_name": file_name, "segments_info": segments_info}
+    )
+    return objects, ids
+
+
+def _text_records(
+    objects: list[TextObject], image_id: int, split: str, rng: np.random.Generator, rec: _Records
+) -> None:
+    for j, text in enumerate(captions(objects, rng)):
+        rec.captions.append({"id": 8 * image_id + j, "image_id": image_id, "caption": text})
+    things = [o for o in objects if o.isthing]
+    for obj in things:
+        expression = referring_expression(obj, things, rng)
+        if expression is None:
+            continue
+        variants = list(dict.fromkeys([expression, expression.replace("the ", "")]))
+        category_id = next(c.id for c in CATEGORY_BY_ID.values() if c.name == obj.category)
+        rec.refs.append(
+            {
+                "ref_id": obj.segment_id,
+                "image_id": image_id,
+                "ann_id": obj.segment_id,
+                "category_id": category_id,
+                "split": split,
+                "sentences": [
+                    {"sent": s, "tokens": s.split(), "sent_id": 4 * obj.segment_id + j}
+                    for j, s in enumerate(variants)
+                ],
+            }
+        )
+    for j in range(1 + int(rng.integers(2))):
+        rec.entity.append(_entity(4 * image_id + j, image_id, entity_caption(objects, rng)))
+    rec.entity_long.append(_entity(4 * image_id, image_id, entity_paragraph(objects, rng)))
+
+
+def synth_image(config: SynthConfig, index: int, rec: _Records) -> None:
+    """Draw image ``index`` of the split, write its PNGs and add its records."""
+    offset, stream = SPLITS[config.split]
+    image_id = offset + index + 1
+    excluded, required = frozenset(), None
+    if config.holdout_combos and config.split == "train":
+        excluded = frozenset(HOLDOUT_COMBOS)
+    elif config.holdout_combos:
+        required = HOLDOUT_COMBOS[index % len(HOLDOUT_COMBOS)]
+    rng = np.random.default_rng([config.seed, stream, index])
+    scene = sample_scene(rng, size=config.size, excluded_combos=excluded, required_combo=required)
+    objects, ids = _segment_records(scene, image_id, config.size, rec)
+    _text_records(objects, image_id, config.split, rng, rec)
+    file_name = f"{image_id:012d}.png"
+    rec.images.append(
+        {"id": image_id, "file_name": file_name, "height": config.size, "width": config.size}
+    )
+    atomic_write_bytes(config.out / "images" / config.split / file_name, _png_bytes(scene.image, 0))
+    atomic_write_bytes(
+        config.out / f"panoptic_{config.split}" / file_name, _png_bytes(id2rgb(ids), 1)
+    )
+
+
+def write_synth(config: SynthConfig, *, progress: bool = True) -> dict[str, int]:
+    """Synthesise ``config.images`` images and write every annotation file.
+
+    On the val split the entity files get visual references (see
+    :func:`findvl.data.references.add_references`) from an appearance embedder.
+
+    Returns:
+        counts of what was written (images, segments, captions, refs, entity captions).
+    """
+    if config.split not in SPLITS:
+        raise ValueError(f"split: expected one of {sorted(SPLITS)}, got {config.split!r}")
+    if config.images < 1 or config.size < 32:
+        raise ValueError(f"images={config.images}, size={config.size}: need >= 1 and >= 32")
+    rec = _Records()
+    for index in tqdm(range(config.images), desc="synth", disable=not progress):
+        synth_image(config, index, rec)
+    _write_annotations(config, rec)
+    if config.split == "val":
+        from findvl.data.references import AppearanceEmbedder, reference_table, write_references
+
+        embedder = AppearanceEmbedder()
+        table = reference_table(config.out, config.split, embedder, progress=progress)
+        for suffix in ("", "_long"):
+            write_references(
+                config.out, config.split, embedder, suffix=suffix, table=table, progress=progress
+            )
+    return {
+        "images": len(rec.images),
+        "segments": sum(len(p["segments_info"]) for p in rec.panoptic),
+        "captions": len(rec.captions),
+        "refs": len(rec.refs),
+        "entity_captions": len(rec.entity),
+    }
+
+
+def _write_annotations(config: SynthConfig, rec: _Records) -> None:
+    ann, split = config.out / "annotations", config.split
+    categories = synth_categories_json()
+    things = [c for c in categories if c["isthing"]]
+    atomic_write_json(
+        ann / f"instances_{split}.json",
+        {"images": rec.images, "annotations": rec.instances, "categories": things},
+    )
+    atomic_write_json(
+        ann / f"panoptic_{split}.json",
+        {"images": rec.images, "annotations": rec.panoptic, "categories": categories},
+    )
+    atomic_write_json(
+        ann / f"captions_{split}.json", {"images": rec.images, "annotations": rec.captions}
+    )
+    atomic_write_json(ann / f"refs_{split}.json", rec.refs)
+    images = [EntityImage(r["id"], r["file_name"], r["height"], r["width"]) for r in rec.images]
+    write_entity(ann / f"entity_{split}.json", EntityFile(images, rec.entity))
+    write_entity(ann / f"entity_{split}_long.json", EntityFile(images, rec.entity_long))
