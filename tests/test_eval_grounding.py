@@ -24,15 +24,21 @@ def write(path, items):
 
 
 def test_hand_computed(tmp_path):
-    gt = write(tmp_path / "gt.json", [
-        (1, 0, box(0, 0, 4, 4)),  # 16 px
-        (1, 1, box(5, 5, 5, 5)),  # 25 px
-        (2, "dog", box(0, 0, 2, 5)),  # 10 px, no prediction
-    ])
-    pred = write(tmp_path / "pred.json", [
-        (1, 0, box(0, 0, 4, 2)),  # I 8, U 16 -> 0.5
-        (1, 1, box(5, 5, 5, 5)),  # I 25, U 25 -> 1
-    ])
+    gt = write(
+        tmp_path / "gt.json",
+        [
+            (1, 0, box(0, 0, 4, 4)),  # 16 px
+            (1, 1, box(5, 5, 5, 5)),  # 25 px
+            (2, "dog", box(0, 0, 2, 5)),  # 10 px, no prediction
+        ],
+    )
+    pred = write(
+        tmp_path / "pred.json",
+        [
+            (1, 0, box(0, 0, 4, 2)),  # I 8, U 16 -> 0.5
+            (1, 1, box(5, 5, 5, 5)),  # I 25, U 25 -> 1
+        ],
+    )
     result = evaluate_grounding(gt, pred)
     assert result.cIoU == pytest.approx(100 * (8 + 25) / (16 + 25 + 10))
     assert result.mIoU == pytest.approx(100 * (0.5 + 1 + 0) / 3)
@@ -65,8 +71,11 @@ def test_errors_name_file_and_field(tmp_path):
     write(pred, [(1, 0, box(0, 0, 2, 2)), (1, 0, box(0, 0, 2, 2))])
     with pytest.raises(ValueError, match=r"pred\.json: \[1\]: repeated"):
         evaluate_grounding(gt, pred)
-    pred.write_text(json.dumps([{"image_id": 1, "entity_id": 0,
-                                 "segmentation": {"size": [10, 10], "counts": [3, 4]}}]))
+    pred.write_text(
+        json.dumps(
+            [{"image_id": 1, "entity_id": 0, "segmentation": {"size": [10, 10], "counts": [3, 4]}}]
+        )
+    )
     with pytest.raises(ValueError, match=r"\[0\]: field 'segmentation': field 'counts'"):
         evaluate_grounding(gt, pred)
 
@@ -74,6 +83,15 @@ def test_errors_name_file_and_field(tmp_path):
 def test_uncompressed_rle_is_accepted(tmp_path):
     gt = write(tmp_path / "gt.json", [(1, 0, box(0, 0, 10, 5))])  # column-major: first 50 px
     pred = tmp_path / "pred.json"
-    pred.write_text(json.dumps([{"image_id": 1, "entity_id": 0,
-                                 "segmentation": {"size": [10, 10], "counts": [0, 25, 75]}}]))
+    pred.write_text(
+        json.dumps(
+            [
+                {
+                    "image_id": 1,
+                    "entity_id": 0,
+                    "segmentation": {"size": [10, 10], "counts": [0, 25, 75]},
+                }
+            ]
+        )
+    )
     assert evaluate_grounding(gt, pred).mIoU == pytest.approx(50.0)

@@ -27,17 +27,23 @@ def make_gt(tmp_path: Path, rng: np.random.Generator, num_images: int = 4) -> tu
             y, x = rng.integers(0, 300 - side), rng.integers(0, 400 - side)
             mask = np.zeros((300, 400), bool)
             mask[y : y + side, x : x + side] = True
-            annotations.append({
-                "id": len(annotations) + 1, "image_id": image_id,
-                "category_id": int(rng.integers(1, 3)), "segmentation": rle_to_json(mask),
-                "area": float(side * side), "bbox": [float(x), float(y), float(side), float(side)],
-                "iscrowd": 0,
-            })
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": int(rng.integers(1, 3)),
+                    "segmentation": rle_to_json(mask),
+                    "area": float(side * side),
+                    "bbox": [float(x), float(y), float(side), float(side)],
+                    "iscrowd": 0,
+                }
+            )
             masks.append(mask)
     categories = [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]
     path = tmp_path / "instances.json"
-    path.write_text(json.dumps({"images": images, "annotations": annotations,
-                                "categories": categories}))
+    path.write_text(
+        json.dumps({"images": images, "annotations": annotations, "categories": categories})
+    )
     return path, annotations
 
 
@@ -48,9 +54,15 @@ def predictions_from(annotations: list, rng: np.random.Generator, jitter: int) -
         dx, dy = (int(v) for v in rng.integers(-jitter, jitter + 1, size=2))
         mask = np.zeros((300, 400), bool)
         mask[max(0, int(y) + dy) : int(y + h) + dy, max(0, int(x) + dx) : int(x + w) + dx] = True
-        preds.append({"image_id": ann["image_id"], "category_id": ann["category_id"],
-                      "segmentation": rle_to_json(mask), "bbox": [x + dx, y + dy, w, h],
-                      "score": float(rng.random())})
+        preds.append(
+            {
+                "image_id": ann["image_id"],
+                "category_id": ann["category_id"],
+                "segmentation": rle_to_json(mask),
+                "bbox": [x + dx, y + dy, w, h],
+                "score": float(rng.random()),
+            }
+        )
     return preds
 
 
@@ -62,8 +74,14 @@ def test_perfect_predictions_score_100(tmp_path):
     result = evaluate_instances(gt_path, pred_path)
     for metrics in (result.segm, result.bbox):
         assert metrics is not None
-        assert [metrics.AP, metrics.AP50, metrics.AP75, metrics.APs, metrics.APm, metrics.APl] == \
-            pytest.approx([100.0] * 6)
+        assert [
+            metrics.AP,
+            metrics.AP50,
+            metrics.AP75,
+            metrics.APs,
+            metrics.APm,
+            metrics.APl,
+        ] == pytest.approx([100.0] * 6)
 
 
 def test_equals_pycocotools_load_res(tmp_path):
@@ -106,17 +124,29 @@ def test_area_range_without_ground_truth_is_undefined(tmp_path):
     pred_path = tmp_path / "pred.json"
     pred_path.write_text(json.dumps(predictions_from(data["annotations"], rng, jitter=0)))
     result = evaluate_instances(gt_path, pred_path)
-    assert result.segm.APs is None and result.segm.AP == pytest.approx(100.0)
+    assert result.segm.APs is None and pytest.approx(100.0) == result.segm.AP
 
 
 @pytest.mark.parametrize(
     ("record", "message"),
     [
-        ({"image_id": 1, "category_id": 1, "score": 0.5}, r"pred\.json: \[1\]: missing field 'segmentation'"),
-        ({"image_id": 99, "category_id": 1, "score": 0.5, "bbox": [0, 0, 1, 1]}, r"\[1\]: field 'image_id': 99"),
-        ({"image_id": 1, "category_id": 7, "score": 0.5, "bbox": [0, 0, 1, 1]}, r"field 'category_id': 7"),
+        (
+            {"image_id": 1, "category_id": 1, "score": 0.5},
+            r"pred\.json: \[1\]: missing field 'segmentation'",
+        ),
+        (
+            {"image_id": 99, "category_id": 1, "score": 0.5, "bbox": [0, 0, 1, 1]},
+            r"\[1\]: field 'image_id': 99",
+        ),
+        (
+            {"image_id": 1, "category_id": 7, "score": 0.5, "bbox": [0, 0, 1, 1]},
+            r"field 'category_id': 7",
+        ),
         ({"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1]}, r"\[1\]: missing field 'score'"),
-        ({"image_id": 1, "category_id": 1, "score": 1, "segmentation": {"size": [3]}}, r"field 'size'"),
+        (
+            {"image_id": 1, "category_id": 1, "score": 1, "segmentation": {"size": [3]}},
+            r"field 'size'",
+        ),
     ],
 )
 def test_malformed_predictions_name_file_and_field(tmp_path, record, message):

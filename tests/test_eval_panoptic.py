@@ -27,7 +27,9 @@ def write_panoptic(folder: Path, name: str, images: list[tuple[np.ndarray, list[
     for image_id, (ids, segments) in enumerate(images):
         file_name = f"{image_id:04d}.png"
         Image.fromarray(id2rgb(ids)).save(png_dir / file_name)
-        annotations.append({"image_id": image_id, "file_name": file_name, "segments_info": segments})
+        annotations.append(
+            {"image_id": image_id, "file_name": file_name, "segments_info": segments}
+        )
     path = folder / f"{name}.json"
     path.write_text(json.dumps({"annotations": annotations, "categories": CATEGORIES}))
     return path
@@ -55,8 +57,9 @@ def test_perfect_prediction_scores_100(tmp_path):
 
 def test_empty_prediction_gives_zero_and_missing_image_counts_as_empty(tmp_path):
     ids = np.ones((6, 6), np.int64)
-    result = run(tmp_path, [(ids, [seg(1, 1)]), (ids * 2, [seg(2, 2)])],
-                 [(np.zeros((6, 6), np.int64), [])])
+    result = run(
+        tmp_path, [(ids, [seg(1, 1)]), (ids * 2, [seg(2, 2)])], [(np.zeros((6, 6), np.int64), [])]
+    )
     assert result.All.PQ == 0.0 and result.All.n == 2
     assert sorted((r.category_id, r.FN, r.FP) for r in result.per_class) == [(1, 1, 0), (2, 1, 0)]
 
@@ -70,10 +73,10 @@ def test_hand_computed_partial_match_and_false_positive(tmp_path):
     pred[:, 4:] = 6  # car, 60 px -> false positive; sky unmatched -> false negative
     result = run(tmp_path, [(gt, [seg(1, 1), seg(2, 3)])], [(pred, [seg(5, 1), seg(6, 2)])])
     rows = {r.category_id: r for r in result.per_class}
-    assert rows[1].TP == 1 and rows[1].PQ == pytest.approx(80.0)
+    assert rows[1].TP == 1 and pytest.approx(80.0) == rows[1].PQ
     assert (rows[2].FP, rows[2].PQ) == (1, 0.0) and (rows[3].FN, rows[3].PQ) == (1, 0.0)
-    assert result.All.PQ == pytest.approx(80.0 / 3)
-    assert result.Things.PQ == pytest.approx(40.0) and result.Stuff.PQ == 0.0
+    assert pytest.approx(80.0 / 3) == result.All.PQ
+    assert pytest.approx(40.0) == result.Things.PQ and result.Stuff.PQ == 0.0
 
 
 def test_void_is_left_out_of_the_union_and_void_predictions_are_not_false_positives(tmp_path):
@@ -84,7 +87,7 @@ def test_void_is_left_out_of_the_union_and_void_predictions_are_not_false_positi
     pred[:, 7:] = 4  # car entirely on VOID -> ignored
     result = run(tmp_path, [(gt, [seg(1, 1)])], [(pred, [seg(3, 1), seg(4, 2)])])
     assert [(r.category_id, r.TP, r.FP, r.FN) for r in result.per_class] == [(1, 1, 0, 0)]
-    assert result.All.PQ == pytest.approx(100.0)
+    assert pytest.approx(100.0) == result.All.PQ
 
 
 def test_crowd_region_never_matches_and_absorbs_same_class_predictions(tmp_path):
@@ -114,12 +117,14 @@ def test_malformed_json_names_file_and_field(tmp_path):
     gt_json = write_panoptic(tmp_path, "gt", [(np.ones((4, 4), np.int64), [seg(1, 1)])])
     pred_json = tmp_path / "pred.json"
     pred_json.write_text(json.dumps({"annotations": [{"image_id": 0, "segments_info": []}]}))
-    with pytest.raises(ValueError, match=r"pred\.json: annotations\[0\]: missing field 'file_name'"):
+    with pytest.raises(
+        ValueError, match=r"pred\.json: annotations\[0\]: missing field 'file_name'"
+    ):
         evaluate_panoptic(gt_json, tmp_path / "gt", pred_json, tmp_path, progress=False)
 
 
 def random_cells(rng: np.random.Generator, base: np.ndarray | None = None) -> np.ndarray:
-    """A 24x24 map of cell labels 0..8 (blocks + 15% pixel noise), optionally perturbing ``base``."""
+    """A 24x24 map of cell labels 0..8 (blocks + 15% pixel noise), perhaps perturbing ``base``."""
     blocks = np.kron(rng.integers(0, 9, size=(6, 6)), np.ones((4, 4), np.int64))
     if base is None:
         base = blocks
@@ -161,13 +166,14 @@ def test_matches_torchmetrics_on_random_predictions(tmp_path):
         pred_images.append((pred_ids, pred_segments))
         pred_maps.append(pred_map)
     ours = run(tmp_path, gt_images, pred_images)
-    metric = tm.PanopticQuality(things={1, 2}, stuffs={3}, return_sq_and_rq=True,
-                                return_per_class=True)
+    metric = tm.PanopticQuality(
+        things={1, 2}, stuffs={3}, return_sq_and_rq=True, return_per_class=True
+    )
     metric.update(torch.as_tensor(np.stack(pred_maps)), torch.as_tensor(np.stack(gt_maps)))
     per_class = metric.compute().numpy()  # [C, 3]: (PQ, SQ, RQ) of categories 1, 2, 3
     for row in ours.per_class:
         expected = per_class[row.category_id - 1] * 100
-        assert (row.PQ, row.SQ, row.RQ) == pytest.approx(tuple(expected), abs=1e-4)
+        assert pytest.approx(tuple(expected), abs=1e-4) == (row.PQ, row.SQ, row.RQ)
     assert len(ours.per_class) == 3
     assert all(row.TP > 0 for row in ours.per_class)
     assert sum(row.FP + row.FN for row in ours.per_class) > 0 and ours.All.SQ < 100

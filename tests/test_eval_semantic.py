@@ -32,7 +32,9 @@ def test_absent_class_is_not_averaged():
 
 def test_out_of_range_label_is_an_error():
     with pytest.raises(ValueError, match=r"p\.png: class 7 outside \[0, 3\)"):
-        confusion_matrix(np.zeros((2, 2)), np.full((2, 2), 7), num_classes=3, ignore=255, where="p.png")
+        confusion_matrix(
+            np.zeros((2, 2)), np.full((2, 2), 7), num_classes=3, ignore=255, where="p.png"
+        )
 
 
 def test_folders(tmp_path):
@@ -44,7 +46,9 @@ def test_folders(tmp_path):
     for i in range(3):
         gt = rng.integers(0, 4, size=(16, 20)).astype(np.uint8)
         gt[0] = 255
-        pred = np.where(rng.random(gt.shape) < 0.7, gt, rng.integers(0, 4, gt.shape)).astype(np.uint8)
+        pred = np.where(rng.random(gt.shape) < 0.7, gt, rng.integers(0, 4, gt.shape)).astype(
+            np.uint8
+        )
         pred[pred == 255] = 0
         Image.fromarray(gt).save(gt_dir / f"{i}.png")
         Image.fromarray(pred).save(pred_dir / f"{i}.png")
@@ -52,7 +56,8 @@ def test_folders(tmp_path):
         preds.append(pred)
     result = evaluate_semantic(gt_dir, pred_dir, progress=False)
     expected = metrics_from_confusion(
-        confusion_matrix(np.concatenate(gts), np.concatenate(preds), num_classes=4, ignore=255))
+        confusion_matrix(np.concatenate(gts), np.concatenate(preds), num_classes=4, ignore=255)
+    )
     assert result.num_classes == 4 and result.num_images == 3
     assert result.mIoU == pytest.approx(expected.mIoU) and 40 < result.mIoU < 100
     (gt_dir / "3.png").write_bytes((gt_dir / "0.png").read_bytes())

@@ -118,10 +118,17 @@ def retrieval_metrics(
     return RetrievalResult(recall, scores.shape[0], scores.shape[1], num_tr)
 
 
-def _ids(data: Any, key: str, name: str) -> list[str]:
+def _array(data: Any, key: str, name: str) -> np.ndarray:
     if key not in data:
         raise ValueError(f"{name}: missing array {key!r}")
-    ids = data[key]
+    try:
+        return data[key]
+    except ValueError as error:  # object arrays need pickle, which is never allowed
+        raise ValueError(f"{name}: array {key!r}: {error}") from None
+
+
+def _ids(data: Any, key: str, name: str) -> list[str]:
+    ids = _array(data, key, name)
     if ids.ndim != 1 or ids.dtype.kind not in "iuU":
         raise ValueError(f"{name}: array {key!r}: expected 1-D int or str ids, got {ids.dtype}")
     out = [str(v) for v in ids.tolist()]
@@ -143,9 +150,7 @@ def load_retrieval(
         raise FileNotFoundError(f"{scores_path}: no such file")
     try:
         with np.load(scores_path, allow_pickle=False) as data:
-            if "scores" not in data:
-                raise ValueError(f"{scores_path.name}: missing array 'scores'")
-            scores = data["scores"]
+            scores = _array(data, "scores", scores_path.name)
             query_ids = _ids(data, "query_ids", scores_path.name)
             gallery_ids = _ids(data, "gallery_ids", scores_path.name)
     except (OSError, EOFError) as error:
