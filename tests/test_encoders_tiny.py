@@ -56,7 +56,7 @@ def write_tiny_llama(directory: Path, *, num_layers: int = 4, seed: int = 0) -> 
 
 
 def write_tiny_clip(directory: Path, *, seed: int = 0) -> Path:
-    """A ``CLIPModel`` (text and vision towers, patch 16, native 32x32) with a CLIP-like tokenizer."""
+    """A ``CLIPModel`` (text + vision towers, patch 16, native 32x32), CLIP-like tokenizer."""
     from transformers import CLIPConfig, CLIPModel
 
     tokenizer = _word_level_tokenizer(
@@ -65,7 +65,8 @@ def write_tiny_clip(directory: Path, *, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     text = {"vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64,
             "num_hidden_layers": 2, "num_attention_heads": 4, "max_position_embeddings": 77,
-            "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id}  # fmt: skip
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id}  # fmt: skip
     vision = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
               "num_attention_heads": 4, "image_size": 32, "patch_size": 16}  # fmt: skip
     config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)

@@ -93,7 +93,10 @@ class FrozenViTEncoder(VisionEncoder):
         return next(self.backbone.parameters()).dtype
 
     def grid(self, pixels: torch.Tensor) -> torch.Tensor:
-        """``[B,3,H,W]`` normalised pixels -> ``[B,C,H/16,W/16]`` backbone features."""
+        """``[B,3,H,W]`` float32 normalised pixels -> ``[B,C,H/16,W/16]`` backbone features.
+
+        Resampling happens in float32; the backbone input is cast to the backbone's dtype.
+        """
         raise NotImplementedError
 
     def forward_features(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -104,7 +107,7 @@ class FrozenViTEncoder(VisionEncoder):
         if h % 32 or w % 32:
             raise ValueError(f"pixels: height and width must be multiples of 32, got {h}x{w}")
         with torch.no_grad():
-            grid = self.grid(pixels.to(self.backbone_dtype)).float()
+            grid = self.grid(pixels.float()).float()
         return self.pyramid(grid)
 
 
@@ -128,7 +131,9 @@ class SamVisionAdapter(FrozenViTEncoder):
             )
         xh, xw = x.shape[-2:]
         x = F.pad(x, (0, size - xw, 0, size - xh))  # zero (= mean colour) at bottom/right
-        features = self.backbone(pixel_values=x).last_hidden_state  # Bx256xS/pxS/p
+        features = self.backbone(
+            pixel_values=x.to(self.backbone_dtype)
+        ).last_hidden_state  # Bx256xS/pxS/p
         features = features[:, :, : math.ceil(xh / patch), : math.ceil(xw / patch)]
         target = (h // GRID_STRIDE, w // GRID_STRIDE)
         if features.shape[-2:] != target:
@@ -145,7 +150,9 @@ class Dinov2Adapter(FrozenViTEncoder):
 
     def grid(self, pixels: torch.Tensor) -> torch.Tensor:
         x = resample_to_patch_grid(pixels, self.backbone.config.patch_size)
-        tokens = self.backbone(pixel_values=x).last_hidden_state  # Bx(1+R+hw)xC
+        tokens = self.backbone(
+            pixel_values=x.to(self.backbone_dtype)
+        ).last_hidden_state  # Bx(1+R+hw)xC
         h, w = pixels.shape[-2:]
         return tokens_to_grid(tokens, h // GRID_STRIDE, w // GRID_STRIDE)
 
@@ -159,7 +166,7 @@ class ClipVisionAdapter(FrozenViTEncoder):
 
     def grid(self, pixels: torch.Tensor) -> torch.Tensor:
         x = resample_to_patch_grid(pixels, self.backbone.config.patch_size)
-        out = self.backbone(pixel_values=x, interpolate_pos_encoding=True)
+        out = self.backbone(pixel_values=x.to(self.backbone_dtype), interpolate_pos_encoding=True)
         tokens = out.last_hidden_state  # Bx(1+hw)xC
         h, w = pixels.shape[-2:]
         return tokens_to_grid(tokens, h // GRID_STRIDE, w // GRID_STRIDE)

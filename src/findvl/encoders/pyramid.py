@@ -13,8 +13,11 @@ LEVEL_NAMES = ("res2", "res3", "res4", "res5")
 
 
 def group_norm(channels: int, max_groups: int = 32) -> nn.GroupNorm:
-    """GroupNorm with the largest group count ``<= max_groups`` that divides ``channels``."""
-    return nn.GroupNorm(math.gcd(max_groups, channels), channels)
+    """GroupNorm with up to ``max_groups`` groups of at least two channels each.
+
+    The group count is ``gcd(max_groups, channels // 2)``: 32 groups for 256 channels.
+    """
+    return nn.GroupNorm(math.gcd(max_groups, max(1, channels // 2)), channels)
 
 
 def _output_convs(cin: int, cout: int) -> nn.Sequential:
