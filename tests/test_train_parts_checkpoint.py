@@ -94,6 +94,9 @@ def test_skip_prefixes_and_validation_errors(tmp_path):
 
     with pytest.raises(ValueError, match=r"missing keys \['head\.bias', 'head\.weight'\]"):
         load_checkpoint(path, model=Extra())
+    extra_path = save_checkpoint(tmp_path / "extra", step=1, model=Extra())
+    with pytest.raises(ValueError, match=r"unexpected keys \['head\.bias', 'head\.weight'\]"):
+        load_checkpoint(extra_path, model=Net())
     with pytest.raises(ValueError, match="no optimizer"):
         load_checkpoint(path, model=Net(), optimizer=opt)
 
@@ -139,6 +142,8 @@ def test_keep_last_prunes_oldest(tmp_path):
         save_checkpoint(tmp_path, step=step, model=model, keep_last=2)
     names = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("step_"))
     assert names == ["step_00000004", "step_00000005"]
+    again = save_checkpoint(tmp_path, step=5, model=model, keep_last=2)  # re-save replaces
+    assert find_latest(tmp_path) == again and is_complete(again)
     assert not any(p.name.startswith(".tmp") for p in tmp_path.iterdir())
 
 

@@ -130,3 +130,7 @@ def test_loss_weights_defaults_and_unknown_key():
         LossWeights.from_dict({"mask_bcee": 1.0})
     with pytest.raises(ValueError, match="retrieval"):
         LossWeights.from_dict({"retrieval": "high"})
+    with pytest.raises(ValueError, match="num_points.*integer"):
+        LossWeights.from_dict({"num_points": 100.5})
+    with pytest.raises(ValueError, match="no_object"):
+        LossWeights.from_dict({"no_object": -1.0})

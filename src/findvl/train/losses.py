@@ -50,9 +50,14 @@ class LossWeights:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown loss weight key(s) {unknown}; known keys: {sorted(known)}")
+        types = {f.name: f.type for f in fields(cls)}
         for key, value in values.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"loss weight {key!r} must be a number, got {value!r}")
+            allowed = (int,) if types[key] in (int, "int") else (int, float)
+            if isinstance(value, bool) or not isinstance(value, allowed):
+                kind = "an integer" if allowed == (int,) else "a number"
+                raise ValueError(f"loss weight {key!r} must be {kind}, got {value!r}")
+            if value < 0:
+                raise ValueError(f"loss weight {key!r} must be >= 0, got {value!r}")
         return cls(**values)
 
     def to_dict(self) -> dict[str, float | int]:
@@ -126,7 +131,7 @@ def mask_losses(
     if pred_masks.shape[0] == 0:
         zero = pred_masks.sum() * 0.0
         return zero, zero.clone()
-    logits = pred_masks[:, None]  # MxHxW -> Mx1xHxW
+    logits = pred_masks[:, None].float()  # MxHxW -> Mx1xHxW (float32 also under autocast)
     coords = uncertain_point_coords(
         logits,
         num_points,
