@@ -104,8 +104,12 @@ SUBCOMMANDS: dict[
 
 def register(parser: argparse.ArgumentParser) -> None:
     """Add the ``data`` subcommands to ``parser``."""
+    from findvl.cli import data_engine
+
     sub = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
     for name, (add_arguments, run, help_text) in SUBCOMMANDS.items():
         child = sub.add_parser(name, help=help_text, description=help_text)
         add_arguments(child)
         child.set_defaults(func=run)
+    engine_help = "write FIND-Bench entity captions with an OpenAI-compatible chat server"
+    data_engine.register(sub.add_parser("engine", help=engine_help, description=engine_help))

@@ -144,7 +144,7 @@ def make_example(
     chosen = (
         [int(i) for i in rng.choice(pool, size=min(k, len(pool)), replace=False)] if pool else []
     )
-    prompts = [torch.from_numpy(sample_random_prompt(masks[i], rng)) for i in chosen]
+    prompts = [torch.from_numpy(sample_random_prompt(masks[i], rng)[1]) for i in chosen]
 
     refs = [(r, index_of[r.ann_id]) for r in sample.refs if r.ann_id in index_of and r.sentences]
     if refs:
@@ -175,12 +175,12 @@ def make_example(
             ent_segments.append(seg)
             visual = rng.random() < config.visual_prob
             strokes.append(
-                torch.from_numpy(sample_random_prompt(masks[seg], rng)) if visual else None
+                torch.from_numpy(sample_random_prompt(masks[seg], rng)[1]) if visual else None
             )
     classes = torch.tensor([vocabulary[s.category_id] for s in segments], dtype=torch.long)
     return TrainExample(
-        image=torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous(),
-        masks=torch.from_numpy(np.ascontiguousarray(masks)),
+        image=torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous(),
+        masks=torch.from_numpy(np.array(masks)),
         classes=classes,
         prompts=prompts,
         prompt_segments=chosen,

@@ -109,7 +109,10 @@ class FindCriterion:
         )
 
     def __call__(
-        self, out: FindOutput, examples: list[TrainExample], generator: torch.Generator | None = None
+        self,
+        out: FindOutput,
+        examples: list[TrainExample],
+        generator: torch.Generator | None = None,
     ) -> dict[str, torch.Tensor]:
         """Unweighted loss terms summed over layers, and ``"total"`` (weighted sum)."""
         gts = [
@@ -129,7 +132,9 @@ class FindCriterion:
                 terms.update(self._targeted(name, task_out, examples, gts, field, generator))
         scale = out.logit_scale
         if out.image_text_retrieval is not None:
-            terms["retrieval"] = sum(infonce(p.image, p.query, scale) for p in out.image_text_retrieval.layers)
+            terms["retrieval"] = sum(
+                infonce(p.image, p.query, scale) for p in out.image_text_retrieval.layers
+            )
         if out.interleave_retrieval is not None:
             terms["interleave_itc"] = sum(
                 infonce(p.query, p.image, scale) for p in out.interleave_retrieval.layers
@@ -147,10 +152,14 @@ class FindCriterion:
                 cls = ex.classes.to(layer.logits.device)
                 cost = panoptic_class_cost(layer.logits[b].detach(), cls)
                 m = self.matcher.match(layer.masks[b], gts[b], cost, generator=generator)
-                targets.append(panoptic_targets(layer.logits.shape[1], k, cls, m.pred_idx, m.tgt_idx))
+                targets.append(
+                    panoptic_targets(layer.logits.shape[1], k, cls, m.pred_idx, m.tgt_idx)
+                )
                 pred.append(layer.masks[b][m.pred_idx])
                 gt.append(gts[b][m.tgt_idx])
-            ce = ce + panoptic_class_loss(layer.logits, torch.stack(targets), no_object_weight=self.w.no_object)
+            ce = ce + panoptic_class_loss(
+                layer.logits, torch.stack(targets), no_object_weight=self.w.no_object
+            )
             lb, ld = self._mask_terms(pred, gt, generator)
             bce, dice = bce + lb, dice + ld
         return {"class_ce": ce, "mask_bce": bce, "mask_dice": dice}
@@ -170,7 +179,9 @@ class FindCriterion:
                 dist = proposal_targets(logits.shape[1], t, m.pred_idx, m.tgt_idx, groups=groups)
                 weight = 1.0
                 if name == "grounding":
-                    weight = self.w.grounding_class if ex.phrases_are_classes else self.w.grounding_text
+                    weight = (
+                        self.w.grounding_class if ex.phrases_are_classes else self.w.grounding_text
+                    )
                 ce = ce + weight * proposal_ce_loss(logits, dist.to(logits.device)) / len(examples)
                 pred.append(layer.masks[b][m.pred_idx])
                 gt.append(target_masks[m.tgt_idx])

@@ -52,7 +52,9 @@ def dataset_vocabulary(root: str, split: str) -> Vocabulary:
     paths = DatasetPaths.standard(root, split)
     _, categories = read_panoptic(paths.panoptic_json, paths.panoptic_dir, paths.image_dir)
     cats = sorted(categories, key=lambda c: c.id)
-    return Vocabulary([c.name for c in cats], {c.id: i for i, c in enumerate(cats)}, [c.isthing for c in cats])
+    return Vocabulary(
+        [c.name for c in cats], {c.id: i for i, c in enumerate(cats)}, [c.isthing for c in cats]
+    )
 
 
 class BatchSource:
@@ -87,7 +89,11 @@ class BatchSource:
         for i in range(b):
             idx = self._index(start + i)
             rng = np.random.default_rng([self.config.seed, step, micro, rank, i])
-            out.append(make_example(self.samples[idx], self.vocab.index, self.vocab.names, rng, self.example_config))
+            out.append(
+                make_example(
+                    self.samples[idx], self.vocab.index, self.vocab.names, rng, self.example_config
+                )
+            )
         return out
 
 
@@ -115,25 +121,32 @@ class Trainer:
         self.criterion = FindCriterion(self.weights)
         o = config.optim
         self.optimizer = build_optimizer(
-            self.model, OptimizerConfig(lr=o.lr, weight_decay=o.weight_decay, clip_grad_norm=o.clip_grad_norm)
+            self.model,
+            OptimizerConfig(lr=o.lr, weight_decay=o.weight_decay, clip_grad_norm=o.clip_grad_norm),
         )
         self.scheduler = build_scheduler(
             self.optimizer,
             ScheduleConfig(total_steps=config.steps, kind=o.schedule, warmup_steps=o.warmup_steps),
         )
         self.vocab = dataset_vocabulary(config.data.root, config.data.split)
-        self.source = BatchSource(load_dataset(config.data.root, config.data.split), self.vocab, config)
+        self.source = BatchSource(
+            load_dataset(config.data.root, config.data.split), self.vocab, config
+        )
         self.step = 0
         self.wrapped: nn.Module = self.model
         if self.world > 1:
-            self.wrapped = nn.parallel.DistributedDataParallel(self.model, find_unused_parameters=True)
+            self.wrapped = nn.parallel.DistributedDataParallel(
+                self.model, find_unused_parameters=True
+            )
 
     def resume(self) -> bool:
         """Load the latest complete checkpoint of the run directory, if any."""
         latest = find_latest(self.run_dir)
         if latest is None:
             return False
-        state = load_checkpoint(latest, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler)
+        state = load_checkpoint(
+            latest, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler
+        )
         saved = state.config.get("train")
         if saved is not None and saved != json.loads(self.config.to_json()):
             raise ValueError(f"{latest}: the checkpoint was written with a different config")
@@ -149,7 +162,11 @@ class Trainer:
             model=self.model,
             optimizer=self.optimizer,
             scheduler=self.scheduler,
-            config={"train": json.loads(self.config.to_json()), "vocabulary": self.vocab.__dict__ | {"index": {str(k): v for k, v in self.vocab.index.items()}}},
+            config={
+                "train": json.loads(self.config.to_json()),
+                "vocabulary": self.vocab.__dict__
+                | {"index": {str(k): v for k, v in self.vocab.index.items()}},
+            },
             data_position={"step": self.step},
             keep_last=self.config.keep_last,
         )
@@ -158,7 +175,10 @@ class Trainer:
         """One optimizer step (``accumulation`` micro-batches); returns the loss terms."""
         c = self.config
         self.model.train()
-        for part, cfg in ((self.model.vision, c.model.vision), (self.model.language, c.model.language)):
+        for part, cfg in (
+            (self.model.vision, c.model.vision),
+            (self.model.language, c.model.language),
+        ):
             if not cfg.trainable:
                 part.eval()
         self.optimizer.zero_grad(set_to_none=True)
@@ -166,7 +186,11 @@ class Trainer:
         for micro in range(c.optim.accumulation):
             examples = self.source.batch(self.step, micro, self.rank, self.world)
             requests = build_requests(examples, self.vocab.names)
-            amp = torch.autocast("cuda", dtype=torch.bfloat16) if c.amp and c.device.startswith("cuda") else contextlib.nullcontext()
+            amp = (
+                torch.autocast("cuda", dtype=torch.bfloat16)
+                if c.amp and c.device.startswith("cuda")
+                else contextlib.nullcontext()
+            )
             with amp:
                 out = self.wrapped(
                     [ex.image for ex in examples],
@@ -174,10 +198,12 @@ class Trainer:
                     generator=_generator(c.seed, self.step, micro, self.rank, 0),
                     all_layer_masks=True,
                 )
-                terms = self.criterion(out, examples, _generator(c.seed, self.step, micro, self.rank, 1))
+                terms = self.criterion(
+                    out, examples, _generator(c.seed, self.step, micro, self.rank, 1)
+                )
             (terms["total"] / c.optim.accumulation).backward()
             for k, v in terms.items():
-                totals[k] = totals.get(k, 0.0) + float(v) / c.optim.accumulation
+                totals[k] = totals.get(k, 0.0) + float(v.detach()) / c.optim.accumulation
         grad_norm = clip_grad_norm(self.model.parameters(), c.optim.clip_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
@@ -201,14 +227,24 @@ class Trainer:
             bar.update(1)
             bar.set_postfix(loss=f"{last['total']:.3f}")
             if self.step % c.log_every == 0 or self.step == c.steps:
-                logger.log(step=self.step, lr=self.scheduler.get_last_lr()[0], images_per_s=meter.rate(), **last)
-            if self.step % c.checkpoint_every == 0:
+                logger.log(
+                    step=self.step,
+                    lr=self.scheduler.get_last_lr()[0],
+                    images_per_s=meter.rate,
+                    **last,
+                )
+            if self.step % c.checkpoint_every == 0 and self.step < c.steps:
                 self.save()
             if stop_after is not None and time.time() - start > stop_after:
                 break
         bar.close()
         path = self.save()
-        summary = {"steps": self.step, "seconds": time.time() - start, "final": last, "checkpoint": str(path)}
+        summary = {
+            "steps": self.step,
+            "seconds": time.time() - start,
+            "final": last,
+            "checkpoint": str(path),
+        }
         if dist.is_main():
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         logger.close()
