@@ -152,7 +152,7 @@ def _add_panoptic(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gt-dir", required=True, help="folder of ground-truth panoptic PNGs")
     parser.add_argument("--pred-json", required=True, help="predicted panoptic JSON")
     parser.add_argument("--pred-dir", required=True, help="folder of predicted panoptic PNGs")
-    parser.add_argument("--workers", type=int, default=4, help="reader threads (default 4)")
+    parser.add_argument("--workers", type=int, default=1, help="reader threads (default 1)")
     parser.add_argument("--per-class", action="store_true", help="also print every category")
     parser.set_defaults(func=_run_panoptic)
 

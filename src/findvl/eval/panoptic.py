@@ -45,7 +45,7 @@ class ImageSegments:
 
     image_id: int | str
     file_name: str
-    ids: np.ndarray  # [S] int64 segment ids (never VOID_ID)
+    ids: np.ndarray  # [S] int64 segment ids, sorted (never VOID_ID)
     category_ids: np.ndarray  # [S] int64
     crowd: np.ndarray  # [S] bool
 
@@ -121,34 +121,38 @@ def load_segments(
             ids.append(seg_id)
             cats.append(cat_id)
             crowd.append(bool(expect_type(seg.get("iscrowd", 0), (int, bool), seg_where)))
+        order = np.argsort(ids, kind="stable")
         images.append(
             ImageSegments(
                 image_id,
                 file_name,
-                np.array(ids, np.int64),
-                np.array(cats, np.int64),
-                np.array(crowd, bool),
+                np.array(ids, np.int64)[order],
+                np.array(cats, np.int64)[order],
+                np.array(crowd, bool)[order],
             )
         )
     return images
 
 
-def _check_ids(labels: np.ndarray, segments: ImageSegments, png: Path) -> np.ndarray:
-    """Index into ``segments`` of each PNG label (VOID -> -1); the JSON and PNG ids must agree."""
-    present = labels[labels != VOID_ID]
-    missing_json = np.setdiff1d(present, segments.ids)
-    if missing_json.size:
-        raise ValueError(
-            f"{png.name}: segment id {int(missing_json[0])} is in the PNG, not the JSON"
-        )
-    missing_png = np.setdiff1d(segments.ids, present)
-    if missing_png.size:
-        raise ValueError(
-            f"{png.name}: segment id {int(missing_png[0])} is in the JSON, not the PNG"
-        )
-    order = np.argsort(segments.ids)
-    index = order[np.searchsorted(segments.ids[order], labels)] if segments.ids.size else labels
-    return np.where(labels == VOID_ID, -1, index)
+def _segment_index(ids: np.ndarray, segments: ImageSegments, png: Path) -> np.ndarray:
+    """``[H*W]`` index of each pixel's segment: 0 for VOID, ``1 + i`` for ``segments.ids[i]``.
+
+    ``segments.ids`` is sorted; a PNG id missing from the JSON raises an error naming it.
+    """
+    keys = np.concatenate([[VOID_ID], segments.ids])
+    flat = ids.ravel()
+    index = np.minimum(np.searchsorted(keys, flat), len(keys) - 1)
+    wrong = keys[index] != flat
+    if wrong.any():
+        bad = int(flat[np.argmax(wrong)])
+        raise ValueError(f"{png.name}: segment id {bad} is in the PNG, not the JSON")
+    return index
+
+
+def _check_areas(area: np.ndarray, segments: ImageSegments, png: Path) -> None:
+    if (area == 0).any():
+        bad = int(segments.ids[np.argmax(area == 0)])
+        raise ValueError(f"{png.name}: segment id {bad} is in the JSON, not the PNG")
 
 
 def _read_ids(path: Path) -> np.ndarray:
@@ -186,22 +190,16 @@ def match_image(
         raise ValueError(
             f"{pred_png.name}: size {pred_ids.shape} differs from {gt_png.name} {gt_ids.shape}"
         )
-    g_labels, g_inv = np.unique(gt_ids, return_inverse=True)
-    p_labels, p_inv = np.unique(pred_ids, return_inverse=True)
-    g_index, p_index = _check_ids(g_labels, gt, gt_png), _check_ids(p_labels, pred, pred_png)
-    # pixel pair counts: [G labels, P labels] (rows/cols include VOID when present)
-    pair = g_inv.ravel().astype(np.int64) * len(p_labels) + p_inv.ravel()
-    counts = np.bincount(pair, minlength=len(g_labels) * len(p_labels)).reshape(len(g_labels), -1)
-    inter = np.zeros((len(gt.ids), len(pred.ids)), np.int64)  # segment x segment intersections
-    g_keep, p_keep = g_index >= 0, p_index >= 0
-    inter[np.ix_(g_index[g_keep], p_index[p_keep])] = counts[np.ix_(g_keep, p_keep)]
-    pred_void = np.zeros(len(pred.ids), np.int64)
-    if not g_keep.all():
-        pred_void[p_index[p_keep]] = counts[~g_keep][0, p_keep]
-    gt_area = np.zeros(len(gt.ids), np.int64)
-    gt_area[g_index[g_keep]] = counts[g_keep].sum(axis=1)
-    pred_area = np.zeros(len(pred.ids), np.int64)
-    pred_area[p_index[p_keep]] = counts[:, p_keep].sum(axis=0)
+    g_index = _segment_index(gt_ids, gt, gt_png)
+    p_index = _segment_index(pred_ids, pred, pred_png)
+    num_pred = len(pred.ids) + 1
+    # pixel pair counts [1 + S_gt, 1 + S_pred]; row / column 0 is VOID
+    counts = np.bincount(g_index * num_pred + p_index, minlength=(len(gt.ids) + 1) * num_pred)
+    counts = counts.reshape(len(gt.ids) + 1, num_pred)
+    gt_area, pred_area = counts[1:].sum(axis=1), counts[:, 1:].sum(axis=0)
+    _check_areas(gt_area, gt, gt_png)
+    _check_areas(pred_area, pred, pred_png)
+    inter, pred_void = counts[1:, 1:], counts[0, 1:]
 
     same = gt.category_ids[:, None] == pred.category_ids[None, :]
     union = gt_area[:, None] + pred_area[None, :] - inter - pred_void[None, :]
@@ -282,7 +280,7 @@ def evaluate_panoptic(
     pred_json: str | Path,
     pred_dir: str | Path,
     *,
-    workers: int = 4,
+    workers: int = 1,
     progress: bool = True,
 ) -> PanopticResult:
     """PQ of a COCO panoptic prediction (JSON + PNG folder) against the ground truth.
