@@ -11,12 +11,15 @@ import argparse
 import importlib
 import sys
 
-# name -> (module, one-line help)
+# name -> ("module" or "module:function" whose function registers the arguments, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "prototypes": ("findvl.cli.prototypes", "list task prototypes and show their attention masks"),
     "data": ("findvl.cli.data", "synthetic world, statistics, visual references, data engine"),
     "train": ("findvl.cli.train", "train the interface jointly on all six tasks"),
     "eval": ("findvl.cli.eval", "evaluate predictions in standard formats"),
+    "segment": ("findvl.cli.predict:register_segment", "panoptic segmentation of one image"),
+    "ground": ("findvl.cli.predict:register_ground", "one mask per referring phrase"),
+    "click": ("findvl.cli.predict:register_click", "interactive segmentation from clicks/boxes"),
 }
 
 
@@ -31,8 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
-        module = importlib.import_module(module_name)
-        module.register(sub.add_parser(name, help=help_text, description=help_text))
+        module_path, _, function = module_name.partition(":")
+        register = getattr(importlib.import_module(module_path), function or "register")
+        register(sub.add_parser(name, help=help_text, description=help_text))
     return parser
 
 
