@@ -86,7 +86,7 @@ def _entity_record() -> dict:
                         "phrase": "the grass",
                         "start_idx": 24,
                         "end_idx": 33,
-                        "_start_idx": 29,
+                        "_start_idx": 30,
                         "reference": {"image_id": 2, "annotation_id": 33, "prob": 0.9},
                     },
                 ],
@@ -109,6 +109,12 @@ def test_entity_read_write_round_trip(tmp_path: Path) -> None:
     path.write_text(json.dumps(_entity_record()))
     entity = read_entity(path)
     caption = entity.captions[0]
+    assert caption.spans == tuple(
+        EntityPhrase(
+            s.segment_id, s.phrase, s.start, s.end, s.raw_start, caption.spans[i].reference
+        )
+        for i, s in enumerate(parse_markup(caption.sentence_raw)[1])
+    )
     assert caption.spans[1].segment_id == 18  # string ids are cast
     assert caption.spans[1].reference == Reference(2, 33, 0.9)
     assert caption.spans[0].reference is None
