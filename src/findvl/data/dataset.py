@@ -83,6 +83,12 @@ def _check_entity_segments(
                 )
 
 
+def _read_checked_entity(path: Path, by_id: dict[int, Sample]) -> list[EntityCaption]:
+    captions = read_entity(path).captions
+    _check_entity_segments(captions, by_id, path)
+    return captions
+
+
 def load_dataset(root: str | Path, split: str, paths: DatasetPaths | None = None) -> list[Sample]:
     """Gather, per image of the panoptic file, its captions, refs and entity captions.
 
@@ -106,14 +112,10 @@ def load_dataset(root: str | Path, split: str, paths: DatasetPaths | None = None
         for ref in read_refs(paths.refs_json):
             if ref.image_id in by_id:
                 by_id[ref.image_id].refs.append(ref)
-    for path, attribute in (
-        (paths.entity_json, "entities"),
-        (paths.entity_long_json, "entities_long"),
-    ):
-        if path is None:
-            continue
-        captions = read_entity(path).captions
-        _check_entity_segments(captions, by_id, path)
-        for caption in captions:
-            getattr(by_id[caption.image_id], attribute).append(caption)
+    if paths.entity_json is not None:
+        for caption in _read_checked_entity(paths.entity_json, by_id):
+            by_id[caption.image_id].entities.append(caption)
+    if paths.entity_long_json is not None:
+        for caption in _read_checked_entity(paths.entity_long_json, by_id):
+            by_id[caption.image_id].entities_long.append(caption)
     return samples

@@ -200,7 +200,7 @@ def _phrase_json(span: EntityPhrase) -> dict:
         record["reference"] = {
             "image_id": ref.image_id,
             "annotation_id": ref.annotation_id,
-            "prob": round(float(ref.prob), 6),
+            "prob": ref.prob,
         }
     return record
 

@@ -131,7 +131,7 @@ class SegmentTable:
         return Reference(
             int(self.image_ids[candidates[best]]),
             int(self.segment_ids[candidates[best]]),
-            float(sims[best]),
+            round(float(sims[best]), 6),  # as written to JSON
         )
 
 

@@ -93,13 +93,13 @@ def _segment_records(
     """Add instance and panoptic records of one scene.
 
     Returns:
-        what the text generator needs per segment, and the ``[H,W]`` int64 segment id map.
+        what the text generator needs per segment, and the ``[H,W,3]`` uint8 panoptic PNG.
     """
-    ids = np.zeros((size, size), dtype=np.int64)
+    labels = np.zeros((size, size), dtype=np.int64)  # k-th segment -> k
     segments_info, objects = [], []
     for k, segment in enumerate(scene.segments, start=1):
         segment_id = SEGMENTS_PER_IMAGE * image_id + k
-        ids[segment.mask] = segment_id
+        labels[segment.mask] = k
         ys, xs = np.nonzero(segment.mask)
         bbox = [
             int(xs.min()),
@@ -143,7 +143,8 @@ def _segment_records(
     rec.panoptic.append(
         {"image_id": image_id, "file_name": file_name, "segments_info": segments_info}
     )
-    return objects, ids
+    ids = np.array([0] + [info["id"] for info in segments_info], dtype=np.int64)
+    return objects, id2rgb(ids)[labels]  # HxW -> HxWx3
 
 
 def _text_records(
@@ -187,7 +188,7 @@ def synth_image(config: SynthConfig, index: int, rec: _Records) -> None:
         required = HOLDOUT_COMBOS[index % len(HOLDOUT_COMBOS)]
     rng = np.random.default_rng([config.seed, stream, index])
     scene = sample_scene(rng, size=config.size, excluded_combos=excluded, required_combo=required)
-    objects, ids = _segment_records(scene, image_id, config.size, rec)
+    objects, panoptic_png = _segment_records(scene, image_id, config.size, rec)
     _text_records(objects, image_id, config.split, rng, rec)
     file_name = f"{image_id:012d}.png"
     rec.images.append(
@@ -195,7 +196,7 @@ def synth_image(config: SynthConfig, index: int, rec: _Records) -> None:
     )
     atomic_write_bytes(config.out / "images" / config.split / file_name, _png_bytes(scene.image, 0))
     atomic_write_bytes(
-        config.out / f"panoptic_{config.split}" / file_name, _png_bytes(id2rgb(ids), 1)
+        config.out / f"panoptic_{config.split}" / file_name, _png_bytes(panoptic_png, 1)
     )
 
 
