@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_encoders_tiny import write_tiny_llama
 
 from findvl.encoders.language import TinyLanguageEncoder, TokenFeatures
 from findvl.encoders.loading import load_language_encoder
 from findvl.encoders.text_cache import TextFeatureCache
+from test_encoders_tiny import write_tiny_llama
 
 TEXTS = ["a dog sits", "two people walk a small dog in the park", "the cat sleeps on a sofa"]
 
