@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
-from test_encoders_tiny import write_tiny_dinov2, write_tiny_llama
 
 from findvl.cli import info
+from test_encoders_tiny import write_tiny_dinov2, write_tiny_llama
 
 
 def run_info(argv: list[str]) -> int:
