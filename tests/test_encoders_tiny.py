@@ -121,6 +121,19 @@ def write_tiny_sam(directory: Path, *, seed: int = 0) -> Path:
     return directory
 
 
+def write_tiny_sam_vision(directory: Path, *, seed: int = 0) -> Path:
+    """A ``SamVisionModel`` alone (``model_type`` ``sam_vision_model``), same sizes as above."""
+    from transformers import SamVisionConfig, SamVisionModel
+
+    torch.manual_seed(seed)
+    config = SamVisionConfig(
+        hidden_size=32, output_channels=16, num_hidden_layers=2, num_attention_heads=2,
+        image_size=64, patch_size=16, mlp_dim=64, window_size=2, global_attn_indexes=[1],
+    )  # fmt: skip
+    SamVisionModel(config).save_pretrained(directory)
+    return directory
+
+
 def test_tiny_llama_reloads_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from transformers import AutoModel, AutoTokenizer
 

@@ -16,10 +16,12 @@ from test_encoders_tiny import (
     write_tiny_clip_vision,
     write_tiny_dinov2,
     write_tiny_sam,
+    write_tiny_sam_vision,
 )
 
 WRITERS = {
     "sam": write_tiny_sam,
+    "sam_vision_model": write_tiny_sam_vision,
     "dinov2": write_tiny_dinov2,
     "clip_vision_model": write_tiny_clip_vision,
     "clip": write_tiny_clip,

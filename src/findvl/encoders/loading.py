@@ -190,8 +190,13 @@ def load_language_encoder(
         raise ValueError(f"max_length must be at least 2, got {max_length}")
     with offline_quiet():
         import transformers
-        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
+        if model_type not in CLIP_TEXT_TYPES and not _is_decoder_only(directory):
+            raise ValueError(
+                f"{directory}: model_type {model_type!r} is not a supported language encoder "
+                f"(expected a decoder-only causal LM such as llama, or "
+                f"{', '.join(CLIP_TEXT_TYPES)})"
+            )
         identity = f"{model_identity(directory, config)}|len={max_length}|{torch_dtype}"
         tokenizer = prepare_tokenizer(
             transformers.AutoTokenizer.from_pretrained(directory, local_files_only=True),
@@ -206,16 +211,24 @@ def load_language_encoder(
                 model=model, tokenizer=tokenizer, max_length=max_length,
                 cache_key=identity, model_type=model_type,
             )  # fmt: skip
-        if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
-            raise ValueError(
-                f"{directory}: model_type {model_type!r} is not a supported language encoder "
-                f"(expected a causal LM such as llama, or {', '.join(CLIP_TEXT_TYPES)})"
-            )
         model, layer = _load_truncated_lm(directory, layer=layer, **kwargs)
     return CausalLMEncoder(
         model=model, tokenizer=tokenizer, layer=layer, max_length=max_length,
         cache_key=f"{identity}|layer={layer}", model_type=model_type,
     )  # fmt: skip
+
+
+def _is_decoder_only(directory: Path) -> bool:
+    """True for causal LMs that are neither encoder-decoder nor masked-LM encoders (BERT)."""
+    import transformers
+    from transformers.models.auto import modeling_auto
+
+    config = transformers.AutoConfig.from_pretrained(directory, local_files_only=True)
+    return (
+        config.model_type in modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+        and config.model_type not in modeling_auto.MODEL_FOR_MASKED_LM_MAPPING_NAMES
+        and not getattr(config, "is_encoder_decoder", False)
+    )
 
 
 def _load_truncated_lm(directory: Path, *, layer: int | None, **kwargs) -> tuple:

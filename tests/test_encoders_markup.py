@@ -1,0 +1,119 @@
+"""FIND-Bench markup and interleaved queries: parsing, errors, placeholders, token maps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from findvl.encoders.language import TinyLanguageEncoder
+from findvl.encoders.loading import load_language_encoder
+from findvl.encoders.markup import (
+    PLACEHOLDER,
+    EntityRef,
+    EntitySpan,
+    InterleavedQuery,
+    VisualReference,
+    parse_markup,
+    token_maps,
+)
+from test_encoders_tiny import write_tiny_llama
+
+
+def box_reference() -> VisualReference:
+    return VisualReference(image=torch.zeros(3, 8, 8), box=(1.0, 1.0, 5.0, 6.0))
+
+
+def test_parse_every_occurrence_and_entities_at_both_ends() -> None:
+    parsed = parse_markup("[3]<A dog> chases [7]<a ball>; the [3]<dog> wins [12]<twice>")
+    assert parsed.text == "A dog chases a ball; the dog wins twice"
+    assert [parsed.text[s.start : s.end] for s in parsed.spans] == [
+        "A dog",
+        "a ball",
+        "dog",
+        "twice",
+    ]
+    assert [s.entity_id for s in parsed.spans] == [3, 7, 3, 12]
+    assert parsed.spans[0] == EntitySpan(3, 0, 5) and parsed.spans[-1].end == len(parsed.text)
+
+
+def test_parse_unicode_and_plain_text() -> None:
+    parsed = parse_markup("un [1]<chien brûlé 🐕> près du café")
+    assert parsed.text == "un chien brûlé 🐕 près du café"
+    span = parsed.spans[0]
+    assert parsed.text[span.start : span.end] == "chien brûlé 🐕"
+    assert parse_markup("no entities here").spans == ()
+
+
+@pytest.mark.parametrize(
+    "raw, message, position",
+    [
+        ("a [1]<dog", "without a closing '>'", 5),
+        ("a [1]<d[2]<og>>", "nested or unbalanced '['", 7),
+        ("a [1] dog", "must be followed by '<phrase>'", 5),
+        ("a [x]<dog>", "'x' is not a non-negative integer", 2),
+        ("a [-1]<dog>", "'-1' is not a non-negative integer", 2),
+        ("a [1]<  >", "empty phrase", 6),
+        ("a dog>", "unbalanced '>'", 5),
+        ("a <dog>", "unbalanced '<'", 2),
+        ("a [12", "'[' without a closing ']'", 2),
+        ("a ]", "unbalanced ']'", 2),
+    ],
+)
+def test_malformed_markup_names_the_position(raw: str, message: str, position: int) -> None:
+    with pytest.raises(ValueError, match=rf"position {position}: .*{message}".replace("[", r"\[")):
+        parse_markup(raw)
+
+
+def test_visual_entities_become_placeholders_with_shifted_offsets() -> None:
+    raw = "[5]<a cat> sleeps near [6]<the sofa> and [5]<the cat> purrs"
+    query = InterleavedQuery.from_markup(raw, {5: box_reference()})
+    assert query.text == f"{PLACEHOLDER} sleeps near the sofa and {PLACEHOLDER} purrs"
+    spans = [query.text[e.start : e.end] for e in query.entities]
+    assert spans == [PLACEHOLDER, "the sofa", PLACEHOLDER]  # every occurrence replaced
+    assert [e.is_visual for e in query.entities] == [True, False, True]
+    textual = InterleavedQuery.from_markup(raw)
+    assert textual.text == parse_markup(raw).text and not any(e.is_visual for e in textual.entities)
+
+
+def test_query_and_reference_validation() -> None:
+    with pytest.raises(ValueError, match=r"entities \[9\] do not occur"):
+        InterleavedQuery.from_markup("[1]<dog>", {9: box_reference()})
+    with pytest.raises(ValueError, match="must span"):
+        InterleavedQuery("a dog", (EntityRef(1, 2, 5, box_reference()),))
+    with pytest.raises(ValueError, match="out of order"):
+        InterleavedQuery("a dog", (EntityRef(1, 2, 5), EntityRef(2, 0, 1)))
+    with pytest.raises(ValueError, match="exactly one of image_path and image"):
+        VisualReference(box=(0, 0, 1, 1))
+    with pytest.raises(ValueError, match="exactly one of mask and box"):
+        VisualReference(
+            image_path=Path("x.jpg"), mask=torch.ones(2, 2, dtype=torch.bool), box=(0, 0, 1, 1)
+        )
+    with pytest.raises(ValueError, match="x0 < x1"):
+        VisualReference(image_path=Path("x.jpg"), box=(3, 0, 1, 1))
+
+
+def test_token_map_from_tiny_encoder_offsets() -> None:
+    query = InterleavedQuery.from_markup("[1]<red car> near [2]<trees>", {2: box_reference()})
+    offsets = TinyLanguageEncoder(dim=8).encode([query.text]).offsets
+    (token_map,) = token_maps([query], offsets)
+    assert token_map.shape == (2, offsets.shape[1])
+    assert token_map[0].nonzero().flatten().tolist() == [1, 2]  # BOS, red, car, near, ...
+    words = [query.text[s:e] for s, e in offsets[0][token_map[1]].tolist()]
+    assert words == ["[", "INTERACTIVE", "]"]  # the placeholder's tokens belong to entity 2
+
+
+def test_token_map_from_hf_tokenizer_offsets(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    encoder = load_language_encoder(write_tiny_llama(tmp_path / "llama"), layer=-1)
+    queries = [
+        InterleavedQuery.from_markup("[4]<a dog> sits on [8]<the grass>"),
+        InterleavedQuery.from_markup("two people walk [9]<a small dog>"),
+    ]
+    out = encoder.encode([q.text for q in queries])
+    maps = token_maps(queries, out.offsets)
+    assert maps[0].sum(1).tolist() == [2, 2] and maps[1].sum(1).tolist() == [3]
+    assert not maps[0][:, 0].any()  # BOS belongs to no entity
+    with pytest.raises(ValueError, match="2 queries but offsets for 1"):
+        token_maps(queries, out.offsets[:1])
