@@ -10,7 +10,7 @@ from findvl.model.requests import (
     VisualPrompt,
 )
 from findvl.model.sampler import rasterize
-from tests.helpers import all_requests, images, point
+from helpers import all_requests, images, point
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import sys
 # name -> ("module" or "module:function" whose function registers the arguments, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "prototypes": ("findvl.cli.prototypes", "list task prototypes and show their attention masks"),
+    "info": ("findvl.cli.info", "load vision and language encoders and report their features"),
     "data": ("findvl.cli.data", "synthetic world, statistics, visual references, data engine"),
     "train": ("findvl.cli.train", "train the interface jointly on all six tasks"),
     "eval": ("findvl.cli.eval", "evaluate predictions in standard formats"),
