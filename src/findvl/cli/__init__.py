@@ -13,6 +13,10 @@ import sys
 
 # name -> ("module" or "module:function" whose function registers the arguments, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "quickstart": (
+        "findvl.cli.quickstart",
+        "the main job: synthetic data, training, evaluation, report",
+    ),
     "prototypes": ("findvl.cli.prototypes", "list task prototypes and show their attention masks"),
     "info": ("findvl.cli.info", "load vision and language encoders and report their features"),
     "data": ("findvl.cli.data", "synthetic world, statistics, visual references, data engine"),
