@@ -270,5 +270,8 @@ def write_report(out: Path, model, vocab, root: Path, metrics: dict, *, seed: in
         )
         for title, cols in TABLES
     )
-    page = f"<html><head><meta charset='utf-8'><title>findvl quickstart</title></head><body>{html.escape(head)}{tables}{body}</body></html>"
+    page = (
+        "<html><head><meta charset='utf-8'><title>findvl quickstart</title></head>"
+        f"<body><p>{html.escape(head)}</p>{tables}{body}</body></html>"
+    )
     (out / "report.html").write_text(page)
