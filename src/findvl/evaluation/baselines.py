@@ -1,0 +1,145 @@
+"""Interleaved-retrieval baselines without the interface.
+
+* ``text_only``: the interleaved retrieval of :mod:`findvl.evaluation.interleave` with every
+  visual reference dropped (the phrase text kept), same official score (run by the runner as an
+  :class:`~findvl.evaluation.interleave.InterleaveTask` with ``visual=False``).
+* ``embedding_average`` (this module): frozen encoders only. Image = mean-pooled features of the
+  vision encoder's coarsest map over the valid region; query = average of the sentence embedding
+  (mean of the language encoder's token features) and, for each visual entity, the vision
+  features mean-pooled inside the reference mask. The two encoders' spaces differ in width and
+  were never aligned, so both are mapped to a common width ``min(C_vision, D_language)`` by fixed
+  random orthogonal maps (seeded); the score is the cosine there. With unaligned encoders this
+  is chance level by construction: the gap to it is what the interface learns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from findvl.data.dataset import Sample
+from findvl.encoders.preprocess import preprocess_images
+from findvl.eval.retrieval import retrieval_metrics
+from findvl.evaluation.common import SegmentMasks, interleaved_query, load_image, seed_for
+
+
+def _orthogonal(rows: int, cols: int, seed: int) -> torch.Tensor:
+    """``[rows, cols]`` with orthonormal columns (``cols <= rows``), from a seeded QR."""
+    gen = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(rows, cols, generator=gen, dtype=torch.float64))
+    return q.float()
+
+
+def _coarsest(feats: dict[str, torch.Tensor]) -> torch.Tensor:
+    return min(feats.values(), key=lambda x: x.shape[-2] * x.shape[-1])
+
+
+def _pool(fmap: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``fmap [C,h,w]``, ``mask [h,w]`` float weights -> ``[C]`` weighted mean."""
+    weight = mask / mask.sum().clamp_min(1e-6)
+    return (fmap * weight).flatten(1).sum(1)
+
+
+@dataclass
+class EmbeddingAverage:
+    """Frozen-encoder embeddings of images and interleaved queries."""
+
+    model: torch.nn.Module
+    seed: int
+    by_id: dict[int, Sample]
+    segments: SegmentMasks
+    images: list[np.ndarray] = field(default_factory=list)
+    image_ids: list[int] = field(default_factory=list)
+    queries: list[np.ndarray] = field(default_factory=list)
+    query_images: list[int] = field(default_factory=list)
+    _count: int = 0
+    _vision_dim: int = 0
+    _maps: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def _vision(self, pixels: torch.Tensor, canvas_masks: list[torch.Tensor]) -> torch.Tensor:
+        """Mean-pooled coarsest vision features ``[B,C]`` inside per-image canvas masks."""
+        fmap = _coarsest(self.model.vision.forward_features(pixels)).float()
+        h, w = fmap.shape[-2:]
+        out = []
+        for b, mask in enumerate(canvas_masks):
+            small = F.interpolate(mask[None, None].float(), size=(h, w), mode="area")[0, 0]
+            out.append(_pool(fmap[b], small if small.sum() > 0 else torch.ones(h, w)))
+        return torch.stack(out)
+
+    def _project(self, vision: torch.Tensor | None, text: torch.Tensor | None):
+        if self._maps is None:
+            cv, dl = self._dims
+            width = min(cv, dl)
+            self._maps = (
+                _orthogonal(cv, width, seed_for(self.seed, 1)),
+                _orthogonal(dl, width, seed_for(self.seed, 2)),
+            )
+        pv, pl = self._maps
+        v = None if vision is None else F.normalize(vision @ pv, dim=-1)
+        t = None if text is None else F.normalize(text @ pl, dim=-1)
+        return v, t
+
+    def _images(self, images: list[torch.Tensor], masks: list[torch.Tensor] | None):
+        batch = preprocess_images(images, self.model.vision.norm).to(self.model.device)
+        canvas = []
+        for b, (h, w) in enumerate(batch.sizes):
+            m = torch.zeros(batch.pixels.shape[-2:])
+            region = (
+                torch.ones(h, w)
+                if masks is None
+                else F.interpolate(masks[b][None, None].float(), size=(h, w), mode="nearest")[0, 0]
+            )
+            m[:h, :w] = region
+            canvas.append(m)
+        return self._vision(batch.pixels, canvas)
+
+    @property
+    def _dims(self) -> tuple[int, int]:
+        return self._vision_dim, self.model.language.dim
+
+    def update(self, features, batch: list[Sample]) -> None:
+        """Embed the batch's images and its entity captions (``features`` unused: frozen only)."""
+        del features
+        vision = self._images([load_image(s) for s in batch], None)
+        self._vision_dim = vision.shape[-1]
+        v, _ = self._project(vision, None)
+        self.images += list(v.cpu().numpy())
+        self.image_ids += [s.image_id for s in batch]
+        for sample in batch:
+            for caption in sample.entities:
+                if caption.spans:
+                    query = interleaved_query(
+                        caption,
+                        self._count,
+                        by_id=self.by_id,
+                        segments=self.segments,
+                        seed=self.seed,
+                    )
+                    self.queries.append(self._query(query))
+                    self.query_images.append(sample.image_id)
+                self._count += 1
+
+    def _query(self, query) -> np.ndarray:
+        tokens = self.model.language.encode([query.text.text])
+        mask = tokens.mask[0].float()
+        text = (tokens.features[0].float() * mask[:, None]).sum(0) / mask.sum().clamp_min(1)
+        parts = [self._project(None, text[None].cpu())[1][0]]
+        refs = [e.reference for e in query.text.entities if e.reference is not None]
+        if refs:
+            vision = self._images([r.image for r in refs], [r.prompt.positive for r in refs])
+            parts += list(self._project(vision.cpu(), None)[0])
+        return F.normalize(torch.stack(parts).mean(0), dim=-1).numpy()
+
+    def metrics(self) -> dict:
+        if not self.queries:
+            return {"IR@1": None, "IR@5": None, "IR@10": None, "num_queries": 0}
+        scores = np.stack(self.queries) @ np.stack(self.images).T
+        position = {g: j for j, g in enumerate(self.image_ids)}
+        gallery_index = np.array([position[i] for i in self.query_images], np.int64)
+        result = retrieval_metrics(
+            scores, np.arange(len(self.queries)), gallery_index, text_retrieval=False
+        )
+        return {**result.recall, "num_queries": result.num_queries}

@@ -1,0 +1,93 @@
+"""Referring segmentation (refs) and the shared writer of grounding-format files.
+
+Each ref is evaluated with its **first** sentence (as the official evaluator does); all refs of
+an image go in one forward. Ground truth and predictions are written as grounding JSON
+(``{"image_id", "entity_id", "segmentation"}`` with COCO RLE) and scored by
+:func:`findvl.eval.grounding.evaluate_grounding`, so ``findvl eval grounding`` gives the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from findvl.data.dataset import Sample
+from findvl.data.jsonio import atomic_write_json
+from findvl.eval.grounding import evaluate_grounding
+from findvl.eval.io import rle_to_json
+from findvl.evaluation.common import SegmentMasks, masks_on_original, rounds
+from findvl.model.requests import GroundedSegmentation
+
+#: Stands in for images without refs in a batch; its outputs are discarded.
+PLACEHOLDER_PHRASE = "object"
+
+
+@dataclass
+class GroundingWriter:
+    """Ground-truth and predicted masks of one grounding task, keyed (image_id, entity_id)."""
+
+    name: str
+    gt: list[dict] = field(default_factory=list)
+    pred: list[dict] = field(default_factory=list)
+
+    def add(self, image_id: int, entity_id: int, gt: np.ndarray, pred: np.ndarray) -> None:
+        """One entity: ``gt`` and ``pred`` are ``[H,W]`` bool masks on the original image."""
+        if gt.shape != pred.shape:
+            raise ValueError(
+                f"{self.name}: image {image_id}: mask sizes {gt.shape} != {pred.shape}"
+            )
+        self.gt.append(
+            {"image_id": image_id, "entity_id": entity_id, "segmentation": rle_to_json(gt)}
+        )
+        self.pred.append(
+            {"image_id": image_id, "entity_id": entity_id, "segmentation": rle_to_json(pred)}
+        )
+
+    def finish(self, root: Path) -> dict:
+        """Write ``{name}_gt.json`` / ``{name}_pred.json`` and score them (percent)."""
+        if not self.gt:
+            return {"cIoU": None, "mIoU": None, "P@0.5": None, "num_entities": 0}
+        gt_path, pred_path = root / f"{self.name}_gt.json", root / f"{self.name}_pred.json"
+        atomic_write_json(gt_path, self.gt)
+        atomic_write_json(pred_path, self.pred)
+        result = evaluate_grounding(gt_path, pred_path)
+        return {
+            "cIoU": result.cIoU,
+            "mIoU": result.mIoU,
+            "P@0.5": result.precision["P@0.5"],
+            "num_entities": result.num_entities,
+        }
+
+
+def _image_refs(sample: Sample, segments: dict[int, np.ndarray]):
+    """Refs of an image whose object is a segment of its panoptic annotation."""
+    return [r for r in sample.refs if r.sentences and r.ann_id in segments]
+
+
+def run_refs(
+    model,
+    features,
+    batch: list[Sample],
+    *,
+    segments: SegmentMasks,
+    writer: GroundingWriter,
+    generator,
+) -> None:
+    """Ground every ref of the batch's images (first sentence each); add to ``writer``."""
+    per_image = [segments.of(s.panoptic) for s in batch]
+    refs = [_image_refs(s, m) for s, m in zip(batch, per_image, strict=True)]
+    if not any(refs):
+        return
+    phrases = [
+        [r.sentences[0].sent for r in image_refs] or [PLACEHOLDER_PHRASE] for image_refs in refs
+    ]
+    out = model(features, [GroundedSegmentation(phrases)], generator=generator)
+    best = out.grounded_segmentation.best_masks()  # BxTxhxw
+    for b, (sample, image_refs) in enumerate(zip(batch, refs, strict=True)):
+        if not image_refs:
+            continue
+        pred = masks_on_original(best[b, : len(image_refs)], out, b)
+        for t, ref in enumerate(image_refs):
+            writer.add(sample.image_id, ref.ref_id, per_image[b][ref.ann_id], pred[t])

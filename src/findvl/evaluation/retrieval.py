@@ -1,0 +1,78 @@
+"""Image-text retrieval: every caption of the split against every evaluated image.
+
+The caption query attends only its own tokens (two-tower by the prototype masks), so caption
+embeddings do not depend on the image they are paired with in a forward: images with several
+captions take several rounds on the same encoded features, one caption per image per round, and
+images with fewer captions get a placeholder whose output is discarded. The image embedding is
+taken from the first round. Scores are cosine similarities; IR@K ranks images for each caption,
+TR@K ranks captions for each image. ``scores.npz`` + ``retrieval_gt.json`` are written so
+``findvl eval retrieval`` reproduces the numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from findvl.data.dataset import Sample
+from findvl.data.jsonio import atomic_write_json
+from findvl.eval.retrieval import evaluate_retrieval
+from findvl.evaluation.common import rounds
+from findvl.model.requests import ImageTextRetrieval
+
+PLACEHOLDER_CAPTION = "a photo"
+
+
+def _normalize(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+@dataclass
+class RetrievalTask:
+    """Caption and image embeddings gathered batch by batch."""
+
+    image_ids: list[int] = field(default_factory=list)
+    images: list[np.ndarray] = field(default_factory=list)  # [P] each
+    caption_images: list[int] = field(default_factory=list)  # image id of each caption
+    captions: list[np.ndarray] = field(default_factory=list)  # [P] each
+
+    def update(self, model, features, batch: list[Sample], generator_for) -> None:
+        plan = rounds([len(s.captions) for s in batch]) or [[None] * len(batch)]
+        for r, picks in enumerate(plan):
+            texts = [
+                batch[b].captions[k] if k is not None else PLACEHOLDER_CAPTION
+                for b, k in enumerate(picks)
+            ]
+            out = model(features, [ImageTextRetrieval(texts)], generator=generator_for(r))
+            final = out.image_text_retrieval.final
+            if r == 0:
+                for b, sample in enumerate(batch):
+                    self.image_ids.append(sample.image_id)
+                    self.images.append(final.image[b].float().cpu().numpy())
+            for b, k in enumerate(picks):
+                if k is not None:
+                    self.caption_images.append(batch[b].image_id)
+                    self.captions.append(final.query[b].float().cpu().numpy())
+
+    def finish(self, root: Path) -> dict:
+        """Write ``retrieval_scores.npz`` / ``retrieval_gt.json``, score them (percent)."""
+        if not self.captions:
+            return {f"{d}@{k}": None for d in ("IR", "TR") for k in (1, 5, 10)}
+        scores = _normalize(np.stack(self.captions)) @ _normalize(np.stack(self.images)).T
+        query_ids = np.array([f"c{i}" for i in range(len(self.captions))])
+        gallery_ids = np.array([str(i) for i in self.image_ids])
+        scores_path, gt_path = root / "retrieval_scores.npz", root / "retrieval_gt.json"
+        tmp = root / "retrieval_scores.tmp.npz"
+        np.savez(tmp, scores=scores, query_ids=query_ids, gallery_ids=gallery_ids)
+        tmp.replace(scores_path)
+        atomic_write_json(
+            gt_path, {q: [str(i)] for q, i in zip(query_ids.tolist(), self.caption_images)}
+        )
+        result = evaluate_retrieval(scores_path, gt_path)
+        return {
+            **result.recall,
+            "num_captions": result.num_queries,
+            "num_images": result.num_gallery,
+        }
