@@ -47,7 +47,7 @@ TABLES = [
         [
             ("cIoU", "interleave_segmentation.cIoU"),
             ("mIoU", "interleave_segmentation.mIoU"),
-            ("AP50", "interleave_segmentation.AP50"),
+            ("AP50", "interleave_segmentation.P@0.5"),
         ],
     ),
     (
@@ -71,12 +71,17 @@ TABLES = [
 
 
 def lookup(metrics: dict, path: str):
-    node = metrics
-    for part in path.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
+    """``metrics["a"]["b"]`` for ``"a.b"``; keys may hold dots themselves (``"P@0.5"``)."""
+    if path in metrics:
+        return metrics[path]
+    parts = path.split(".")
+    for i in range(1, len(parts)):
+        head = ".".join(parts[:i])
+        if isinstance(metrics.get(head), dict):
+            found = lookup(metrics[head], ".".join(parts[i:]))
+            if found is not None:
+                return found
+    return None
 
 
 def _fmt(value) -> str:
