@@ -1,0 +1,135 @@
+"""End-to-end smoke test of the main job, and the predictor against the batched forward."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from findvl.build import build_preset
+from findvl.model.requests import GroundedSegmentation, InteractiveSegmentation
+from findvl.predictor import FindPredictor
+from findvl.quickstart import QuickstartConfig, run_quickstart
+from helpers import images, point
+
+KEYS = [
+    "panoptic.PQ",
+    "instance.AP",
+    "semantic.mIoU",
+    "grounding.cIoU",
+    "grounding.mIoU",
+    "interactive.mIoU@1",
+    "interactive.NoC@85",
+    "retrieval.IR@1",
+    "retrieval.TR@1",
+    "interleave_segmentation.cIoU",
+    "interleave_retrieval.IR@5",
+    "interleave_retrieval.IR@10",
+    "baselines.embedding_average.IR@5",
+    "baselines.text_only.IR@5",
+    "train.minutes",
+    "train.steps",
+]
+
+
+@pytest.fixture(scope="module")
+def quickstart(tmp_path_factory):
+    out = tmp_path_factory.mktemp("qs")
+    cfg = QuickstartConfig(out=out, train_images=24, val_images=6, size=64, batch_size=2, steps=2)
+    return out, run_quickstart(cfg, progress=False)
+
+
+def test_quickstart_writes_every_file_and_key(quickstart):
+    from findvl.report import lookup
+
+    out, metrics = quickstart
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved == json.loads(json.dumps(metrics))
+    for key in KEYS:
+        value = lookup(saved, key)
+        assert value is not None, key
+        if not key.startswith("train") and "NoC" not in key:
+            assert 0.0 <= value <= 100.0, key
+    assert saved["seed"] == 0 and saved["train"]["steps"] == 2
+    for name in ("report.md", "report.html"):
+        text = (out / name).read_text()
+        assert "Interleaved retrieval" in text and "pictures/panoptic.png" in text
+    for pic in ("panoptic", "grounding", "interactive", "interleave_retrieval", "training_curves"):
+        assert (out / "pictures" / f"{pic}.png").stat().st_size > 100
+    assert list((out / "run").glob("step_*/model.safetensors"))
+
+
+def test_cli_errors_name_the_path(quickstart, tmp_path):
+    out, _ = quickstart
+    image = next((out / "data" / "images" / "val").glob("*.png"))
+    cases = [
+        (["ground", str(image), "--checkpoint", str(tmp_path / "nope"), "--phrase", "x"], "nope"),
+        (
+            [
+                "ground",
+                str(tmp_path / "missing.png"),
+                "--checkpoint",
+                str(out / "run"),
+                "--phrase",
+                "x",
+            ],
+            "missing.png",
+        ),
+    ]
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    cases.append((["segment", str(bad), "--checkpoint", str(out / "run")], "bad.png"))
+    for argv, name in cases:
+        proc = subprocess.run(
+            [sys.executable, "-m", "findvl", *argv], capture_output=True, text=True
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert name in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cli_click_writes_overlay_and_rle(quickstart, tmp_path):
+    out, _ = quickstart
+    image = next((out / "data" / "images" / "val").glob("*.png"))
+    argv = [
+        "click",
+        str(image),
+        "--checkpoint",
+        str(out / "run"),
+        "--point",
+        "20,20",
+        "--out",
+        str(tmp_path / "c"),
+    ]
+    proc = subprocess.run([sys.executable, "-m", "findvl", *argv], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    records = json.loads((tmp_path / "c.click.json").read_text())
+    assert len(records) == 1 and set(records[0]["segmentation"]) == {"size", "counts"}
+    assert (tmp_path / "c.click.png").is_file()
+
+
+def test_predictor_equals_batched_forward():
+    torch.manual_seed(0)
+    model = build_preset("find_tiny").eval()
+    imgs = images([(64, 64), (64, 64)], seed=7)
+    phrases = [["the red circle", "a square"], ["grass"]]
+    prompts = [[point((64, 64), 10, 12)], [point((64, 64), 30, 40)]]
+    with torch.no_grad():
+        batched = model(imgs, [GroundedSegmentation(phrases), InteractiveSegmentation(prompts)])
+    predictor = FindPredictor(model)
+    for b in range(2):
+        predictor.set_image(imgs[b])
+        ground = predictor.ground(phrases[b])
+        click = predictor.click(prompts[b])
+        n = len(phrases[b])
+        ref = batched.grounded_segmentation.final.logits[b, :n].max(-1).values
+        torch.testing.assert_close(ground.scores, ref, atol=1e-4, rtol=1e-4)
+        best = batched.interactive_segmentation.best_masks()[b, :1]
+        torch.testing.assert_close(
+            click.logits,
+            torch.nn.functional.interpolate(
+                best[None], size=(64, 64), mode="bilinear", align_corners=False
+            )[0],
+            atol=1e-4,
+            rtol=1e-4,
+        )
