@@ -27,7 +27,7 @@ demo: install
 	$(VENV)/bin/findvl quickstart --out runs/quickstart
 
 bench: install
-	$(PY) benchmarks/run_all.py
+	@for f in benchmarks/*.py; do echo "== $$f"; PYTHONPATH=src $(PY) $$f || exit 1; done
 
 lint: install
 	$(PY) -m ruff check src tests benchmarks
