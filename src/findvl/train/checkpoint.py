@@ -19,18 +19,20 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from findvl.train.rng import restore_rng as _restore_rng
+from findvl.train.rng import rng_json as _rng_json
+from findvl.train.rng import rng_tensors as _rng_tensors
 
 FORMAT = "findvl-train-checkpoint"
 VERSION = 1
@@ -102,37 +104,6 @@ def _save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
         out[key] = value
     save_file(out, str(path))
     _fsync_file(path)
-
-
-# --- RNG -----------------------------------------------------------------------------------
-
-
-def _rng_json() -> dict[str, Any]:
-    version, internal, gauss = random.getstate()
-    np_state = np.random.get_state(legacy=False)
-    np_state = {**np_state, "state": {**np_state["state"]}}
-    np_state["state"]["key"] = np_state["state"]["key"].tolist()
-    return {"python": [version, list(internal), gauss], "numpy": np_state}
-
-
-def _rng_tensors() -> dict[str, torch.Tensor]:
-    tensors = {"torch_cpu": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        for i, state in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"cuda.{i}"] = state
-    return tensors
-
-
-def _restore_rng(rng: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
-    version, internal, gauss = rng["python"]
-    random.setstate((version, tuple(internal), gauss))
-    np_state = {**rng["numpy"], "state": {**rng["numpy"]["state"]}}
-    np_state["state"]["key"] = np.asarray(np_state["state"]["key"], dtype=np.uint32)
-    np.random.set_state(np_state)
-    torch.set_rng_state(tensors["torch_cpu"])
-    cuda = [tensors[f"cuda.{i}"] for i in range(sum(k.startswith("cuda.") for k in tensors))]
-    if cuda and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(cuda[: torch.cuda.device_count()])
 
 
 # --- optimizer flattening ------------------------------------------------------------------
