@@ -17,7 +17,7 @@ from findvl.data.dataset import Sample
 from findvl.data.jsonio import atomic_write_json
 from findvl.eval.grounding import evaluate_grounding
 from findvl.eval.io import rle_to_json
-from findvl.evaluation.common import SegmentMasks, masks_on_original, rounds
+from findvl.evaluation.common import SegmentMasks, masks_on_original
 from findvl.model.requests import GroundedSegmentation
 
 #: Stands in for images without refs in a batch; its outputs are discarded.
