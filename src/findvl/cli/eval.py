@@ -141,6 +141,54 @@ def _run_retrieval(args: argparse.Namespace) -> int:
     return _emit(args, result, table)
 
 
+def _run_interactive(args: argparse.Namespace) -> int:
+    from findvl.cli.evaluate import check_positive
+    from findvl.evaluation.runner import evaluate_run
+    from findvl.runs import load_run
+
+    for name in ("limit", "batch_size", "objects", "max_clicks"):
+        check_positive(f"--{name.replace('_', '-')}", getattr(args, name))
+    if not args.data.is_dir():
+        raise FileNotFoundError(f"--data: no directory at {args.data}")
+    loaded = load_run(args.checkpoint, device=args.device)
+    result = evaluate_run(
+        loaded.model,
+        loaded.class_names,
+        loaded.isthing,
+        args.data,
+        args.split,
+        ("interactive",),
+        args.seed,
+        batch_size=args.batch_size,
+        limit=args.limit,
+        interactive_objects=args.objects,
+        max_clicks=args.max_clicks,
+        progress=not args.no_progress,
+    )["interactive"]
+    if args.json:
+        print(json.dumps(result))
+    else:
+        keys = list(result)
+        print(format_table(keys, [[result[k] for k in keys]]))
+    return 0
+
+
+def _add_interactive(parser: argparse.ArgumentParser) -> None:
+    from pathlib import Path
+
+    parser.add_argument("checkpoint", type=Path, help="run directory or checkpoint directory")
+    parser.add_argument("--data", type=Path, required=True, help="dataset root")
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--limit", type=int, default=None, help="first N images only")
+    parser.add_argument("--batch-size", type=int, default=8, help="images per forward")
+    parser.add_argument("--objects", type=int, default=None, help="objects per image (all)")
+    parser.add_argument("--max-clicks", type=int, default=20, help="clicks per object (20)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.set_defaults(func=_run_interactive)
+
+
 def _add_instances(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gt", required=True, help="COCO instances JSON")
     parser.add_argument("--pred", required=True, help="COCO results JSON (list of detections)")
@@ -195,6 +243,10 @@ SUBCOMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], str]] = 
     "semantic": (_add_semantic, "mIoU, fwIoU and accuracies on label PNG folders"),
     "grounding": (_add_grounding, "cIoU, mIoU, P@t for grounded or interleaved segmentation"),
     "retrieval": (_add_retrieval, "IR@K / TR@K from a score matrix"),
+    "interactive": (
+        _add_interactive,
+        "run a checkpoint with simulated clicks: mIoU@1/3/5, NoC@85/90",
+    ),
 }
 
 

@@ -123,5 +123,6 @@ class InteractiveTask:
                 "NoC@90": None,
                 "num_objects": 0,
             }
-        result = interactive_metrics(self.curves, max_clicks=self.max_clicks)
+        clicks = tuple(k for k in (1, 3, 5) if k <= self.max_clicks)
+        result = interactive_metrics(self.curves, clicks=clicks, max_clicks=self.max_clicks)
         return {**result.miou_at, **result.noc, "num_objects": result.num_samples}

@@ -181,45 +181,46 @@ def _evaluate(
             interactive.update(model, features, batch, lambda r: gen(6, r))
         if average is not None:
             average.update(features, batch)
-    return _results(
-        locals_=dict(
-            generic=generic,
-            refs=refs,
-            retrieval=retrieval,
-            interleave=interleave,
-            long=long,
-            text_only=text_only,
-            average=average,
-            interactive=interactive,
-        ),
-        samples=samples,
-        categories=categories,
-        out=out,
-        settings=settings,
+    collected = _TaskSet(
+        generic, refs, interactive, retrieval, interleave, long, text_only, average
     )
+    return _results(collected, samples=samples, categories=categories, out=out, settings=settings)
 
 
-def _results(*, locals_: dict, samples, categories, out: Path, settings: EvalSettings) -> dict:
-    t = locals_
+@dataclass
+class _TaskSet:
+    """The collectors of one evaluation (None: the task is not run)."""
+
+    generic: GenericWriter | None
+    refs: GroundingWriter | None
+    interactive: InteractiveTask | None
+    retrieval: RetrievalTask | None
+    interleave: InterleaveTask | None
+    long: InterleaveTask | None
+    text_only: InterleaveTask | None
+    average: EmbeddingAverage | None
+
+
+def _results(t: _TaskSet, *, samples, categories, out: Path, settings: EvalSettings) -> dict:
     result: dict = {}
-    if t["generic"] is not None:
-        result |= t["generic"].finish(categories, gt_panoptic_dir(samples))
-    if t["refs"] is not None:
-        result["grounding"] = t["refs"].finish(out)
-    if t["interactive"] is not None:
-        result["interactive"] = t["interactive"].finish()
-    if t["retrieval"] is not None:
-        result["retrieval"] = t["retrieval"].finish(out)
-    if t["interleave"] is not None:
-        result["interleave_segmentation"] = t["interleave"].writer.finish(out)
-        result["interleave_retrieval"] = t["interleave"].bank.metrics(legend_only=False)
-        result["interleave_retrieval_legend"] = t["interleave"].bank.metrics(legend_only=True)
-    if t["long"] is not None:
-        result["interleave_grounding_long"] = t["long"].writer.finish(out)
-    if t["text_only"] is not None:
+    if t.generic is not None:
+        result |= t.generic.finish(categories, gt_panoptic_dir(samples))
+    if t.refs is not None:
+        result["grounding"] = t.refs.finish(out)
+    if t.interactive is not None:
+        result["interactive"] = t.interactive.finish()
+    if t.retrieval is not None:
+        result["retrieval"] = t.retrieval.finish(out)
+    if t.interleave is not None:
+        result["interleave_segmentation"] = t.interleave.writer.finish(out)
+        result["interleave_retrieval"] = t.interleave.bank.metrics(legend_only=False)
+        result["interleave_retrieval_legend"] = t.interleave.bank.metrics(legend_only=True)
+    if t.long is not None:
+        result["interleave_grounding_long"] = t.long.writer.finish(out)
+    if t.text_only is not None:
         result["baselines"] = {
-            "text_only": t["text_only"].bank.metrics(legend_only=False),
-            "embedding_average": t["average"].metrics(),
+            "text_only": t.text_only.bank.metrics(legend_only=False),
+            "embedding_average": t.average.metrics(),
         }
     result["meta"] = {
         "num_images": len(samples),

@@ -1,0 +1,69 @@
+"""``findvl evaluate CHECKPOINT --data DIR``: run a checkpoint on a split and report every task.
+
+Prints the paper-style tables, or one JSON object on stdout with ``--json``. Values are
+percentages (NoC in clicks); progress bars go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    from findvl.evaluation.runner import TASKS
+
+    parser.add_argument("checkpoint", type=Path, help="run directory or checkpoint directory")
+    parser.add_argument("--data", type=Path, required=True, help="dataset root")
+    parser.add_argument("--split", default="val")
+    parser.add_argument(
+        "--tasks", nargs="+", choices=TASKS, default=list(TASKS), help="tasks to run (all)"
+    )
+    parser.add_argument("--limit", type=int, default=None, help="first N images only")
+    parser.add_argument("--batch-size", type=int, default=8, help="images per forward")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every random choice")
+    parser.add_argument(
+        "--interactive-objects", type=int, default=None, help="objects per image (all)"
+    )
+    parser.add_argument("--max-clicks", type=int, default=20)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", type=Path, default=None, help="keep prediction files here")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.set_defaults(func=run)
+
+
+def check_positive(name: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise ValueError(f"{name}: must be a positive integer, got {value}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from findvl.evaluation.report import format_report
+    from findvl.evaluation.runner import evaluate_run
+    from findvl.runs import load_run
+
+    for name in ("limit", "batch_size", "interactive_objects", "max_clicks"):
+        check_positive(f"--{name.replace('_', '-')}", getattr(args, name))
+    if not args.data.is_dir():
+        raise FileNotFoundError(f"--data: no directory at {args.data}")
+    loaded = load_run(args.checkpoint, device=args.device)
+    result = evaluate_run(
+        loaded.model,
+        loaded.class_names,
+        loaded.isthing,
+        args.data,
+        args.split,
+        tuple(args.tasks),
+        args.seed,
+        batch_size=args.batch_size,
+        limit=args.limit,
+        interactive_objects=args.interactive_objects,
+        max_clicks=args.max_clicks,
+        out_dir=args.out,
+        progress=not args.no_progress,
+    )
+    result["meta"]["checkpoint"] = str(loaded.checkpoint)
+    print(json.dumps(result) if args.json else format_report(result))
+    return 0
