@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("findvl.cli.info", "load vision and language encoders and report their features"),
     "data": ("findvl.cli.data", "synthetic world, statistics, visual references, data engine"),
     "train": ("findvl.cli.train", "train the interface jointly on all six tasks"),
+    "evaluate": ("findvl.cli.evaluate", "run a checkpoint on a dataset and report every task"),
     "eval": ("findvl.cli.eval", "evaluate predictions in standard formats"),
     "segment": ("findvl.cli.predict:register_segment", "panoptic segmentation of one image"),
     "ground": ("findvl.cli.predict:register_ground", "one mask per referring phrase"),
