@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from tests.test_evaluate_world import tiny_model, tiny_world
 
 import findvl.cli as cli
 from findvl.runs import LoadedRun
-from tests.test_evaluate_world import tiny_model, tiny_world
 
 
 @pytest.fixture

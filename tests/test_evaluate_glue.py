@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tests.test_evaluate_world import tiny_world
 
 from findvl.data.dataset import load_dataset
 from findvl.evaluation.common import SegmentMasks, interleaved_query, rounds
 from findvl.evaluation.generic import GenericWriter, gt_panoptic_dir, perfect_prediction
 from findvl.evaluation.grounding import GroundingWriter
 from findvl.evaluation.runner import dataset_vocabulary
-from tests.test_evaluate_world import tiny_world
 
 
 @pytest.fixture(scope="module")

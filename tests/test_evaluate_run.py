@@ -6,9 +6,9 @@ import math
 
 import pytest
 import torch
+from tests.test_evaluate_world import tiny_model, tiny_world
 
 from findvl.evaluation import evaluate_run
-from tests.test_evaluate_world import tiny_model, tiny_world
 
 PERCENT_KEYS = {
     "panoptic": ("PQ", "SQ", "RQ", "PQ_things", "PQ_stuff"),
