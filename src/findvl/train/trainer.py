@@ -23,6 +23,14 @@ from findvl.build import build_model
 from findvl.data.dataset import Sample, load_dataset
 from findvl.data.training import ExampleConfig, TrainExample, make_example
 from findvl.model.find import FindModel
+from findvl.model.requests import (
+    GenericSegmentation,
+    GroundedSegmentation,
+    ImageTextRetrieval,
+    InteractiveSegmentation,
+    InterleaveRetrieval,
+    InterleaveSegmentation,
+)
 from findvl.train import distributed as dist
 from findvl.train.checkpoint import find_latest, load_checkpoint, save_checkpoint
 from findvl.train.config import TrainConfig
@@ -102,6 +110,16 @@ class BatchSource:
 def _generator(seed: int, step: int, micro: int, rank: int, which: int) -> torch.Generator:
     mixed = np.random.default_rng([seed, step, micro, rank, which]).integers(0, 2**62)
     return torch.Generator().manual_seed(int(mixed))
+
+
+_REQUEST_KINDS = (
+    GenericSegmentation,
+    GroundedSegmentation,
+    InteractiveSegmentation,
+    ImageTextRetrieval,
+    InterleaveSegmentation,
+    InterleaveRetrieval,
+)
 
 
 class Trainer:
@@ -188,6 +206,8 @@ class Trainer:
         for micro in range(c.optim.accumulation):
             examples = self.source.batch(self.step, micro, self.rank, self.world)
             requests = build_requests(examples, self.vocab.names)
+            if self.world > 1:
+                requests = _common_requests(requests, self.info.device)
             amp = (
                 torch.autocast("cuda", dtype=torch.bfloat16)
                 if c.amp and c.device.startswith("cuda")
@@ -255,6 +275,17 @@ class Trainer:
             _write_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=2))
         logger.close()
         return summary
+
+
+def _common_requests(requests: list, device: torch.device) -> list:
+    """Keep the tasks every process has (the retrieval losses all-gather, so the set of tasks
+    must agree across processes or the job deadlocks)."""
+    kinds = _REQUEST_KINDS
+    present = torch.tensor([any(isinstance(r, k) for r in requests) for k in kinds], device=device)
+    present = present.to(torch.int32)
+    torch.distributed.all_reduce(present, op=torch.distributed.ReduceOp.MIN)
+    keep = tuple(k for k, flag in zip(kinds, present.tolist()) if flag)
+    return [r for r in requests if isinstance(r, keep)]
 
 
 def parameter_checksum(model: nn.Module) -> str:
