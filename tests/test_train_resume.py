@@ -107,7 +107,7 @@ def test_killed_and_resumed_run_matches_uninterrupted(dataset: Path, tmp_path: P
     for name in final_ref:
         torch.testing.assert_close(final[name], final_ref[name], rtol=0, atol=1e-6, msg=name)
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["parameter_checksum"] == json.loads(
-        (ref_run / "summary.json").read_text()
-    )["parameter_checksum"]
-
+    assert (
+        summary["parameter_checksum"]
+        == json.loads((ref_run / "summary.json").read_text())["parameter_checksum"]
+    )
