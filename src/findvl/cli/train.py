@@ -34,6 +34,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from findvl.data.dataset import load_dataset
+    from findvl.train import distributed as dist
     from findvl.train.config import train_config
     from findvl.train.trainer import Trainer
 
@@ -54,9 +55,12 @@ def run(args: argparse.Namespace) -> int:
     )
     if (args.out / "config.json").exists() and not args.resume:
         raise ValueError(f"--out: {args.out} already holds a run; pass --resume or pick another")
-    trainer = Trainer(config, args.out, progress=not args.no_progress)
-    if args.resume:
-        trainer.resume()
-    summary = trainer.fit()
-    print(json.dumps(summary, indent=2))
+    try:
+        trainer = Trainer(config, args.out, progress=not args.no_progress)
+        if args.resume:
+            trainer.resume()
+        summary = trainer.fit()
+    finally:
+        dist.cleanup()
+    print(json.dumps(summary))
     return 0

@@ -59,11 +59,30 @@ class TrainConfig:
 def train_config(preset: str, overrides: list[str] | None = None, **fields: Any) -> TrainConfig:
     """A run config for ``preset`` with ``fields`` set and ``key=value`` overrides applied."""
     config = TrainConfig(model=preset_config(preset), **fields)
-    return apply_overrides(config, overrides or [])
+    return validate(apply_overrides(config, overrides or []))
 
 
 def load_train_config(data: dict[str, Any]) -> TrainConfig:
     """Rebuild a :class:`TrainConfig` from its dict (unknown keys are errors)."""
     config = from_dict(TrainConfig, data)
     config.loss = dict(config.loss)
+    return validate(config)
+
+
+def validate(config: TrainConfig) -> TrainConfig:
+    """Check values the dataclasses cannot: loss keys and positive counts (``ValueError``)."""
+    from findvl.train.losses import LossWeights
+
+    if not isinstance(config.loss, dict):
+        raise ValueError(f"config key 'loss' must be an object, got {config.loss!r}")
+    LossWeights.from_dict(dict(config.loss))  # names any unknown loss key
+    for name in ("steps", "batch_size", "log_every", "checkpoint_every", "keep_last"):
+        if not isinstance(getattr(config, name), int) or getattr(config, name) < 1:
+            raise ValueError(
+                f"config key {name!r} must be a positive integer, got {getattr(config, name)!r}"
+            )
+    if config.optim.accumulation < 1:
+        raise ValueError(
+            f"config key 'optim.accumulation' must be >= 1, got {config.optim.accumulation!r}"
+        )
     return config

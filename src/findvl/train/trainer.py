@@ -8,7 +8,9 @@ checkpoint continues exactly as an uninterrupted run.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +23,19 @@ from findvl.build import build_model
 from findvl.data.dataset import Sample, load_dataset
 from findvl.data.training import ExampleConfig, TrainExample, make_example
 from findvl.model.find import FindModel
+from findvl.model.requests import (
+    GenericSegmentation,
+    GroundedSegmentation,
+    ImageTextRetrieval,
+    InteractiveSegmentation,
+    InterleaveRetrieval,
+    InterleaveSegmentation,
+)
 from findvl.train import distributed as dist
 from findvl.train.checkpoint import find_latest, load_checkpoint, save_checkpoint
 from findvl.train.config import TrainConfig
 from findvl.train.criterion import FindCriterion, build_requests
-from findvl.train.logging import JsonlLogger, ThroughputMeter, progress_bar
+from findvl.train.logging import JsonlLogger, ThroughputMeter, progress_bar, read_jsonl
 from findvl.train.losses import LossWeights
 from findvl.train.optim import (
     OptimizerConfig,
@@ -100,6 +110,16 @@ class BatchSource:
 def _generator(seed: int, step: int, micro: int, rank: int, which: int) -> torch.Generator:
     mixed = np.random.default_rng([seed, step, micro, rank, which]).integers(0, 2**62)
     return torch.Generator().manual_seed(int(mixed))
+
+
+_REQUEST_KINDS = (
+    GenericSegmentation,
+    GroundedSegmentation,
+    InteractiveSegmentation,
+    ImageTextRetrieval,
+    InterleaveSegmentation,
+    InterleaveRetrieval,
+)
 
 
 class Trainer:
@@ -186,6 +206,8 @@ class Trainer:
         for micro in range(c.optim.accumulation):
             examples = self.source.batch(self.step, micro, self.rank, self.world)
             requests = build_requests(examples, self.vocab.names)
+            if self.world > 1:
+                requests = _common_requests(requests, self.info.device)
             amp = (
                 torch.autocast("cuda", dtype=torch.bfloat16)
                 if c.amp and c.device.startswith("cuda")
@@ -208,6 +230,7 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
+        totals = dist.all_reduce_mean(totals, device=self.info.device if self.info else None)
         totals["grad_norm"] = float(grad_norm)
         return totals
 
@@ -216,7 +239,8 @@ class Trainer:
         c = self.config
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if dist.is_main():
-            (self.run_dir / "config.json").write_text(c.to_json())
+            _write_atomic(self.run_dir / "config.json", c.to_json())
+            _truncate_log(self.run_dir / "train.jsonl", self.step)
         logger = JsonlLogger(self.run_dir / "train.jsonl")
         meter = ThroughputMeter()
         bar = progress_bar(c.steps, initial=self.step, enabled=self.progress and dist.is_main())
@@ -244,14 +268,51 @@ class Trainer:
             "seconds": time.time() - start,
             "final": last,
             "checkpoint": str(path),
+            "rank": self.rank,
+            "parameter_checksum": parameter_checksum(self.model),
         }
         if dist.is_main():
-            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+            _write_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=2))
         logger.close()
         return summary
 
 
-def _torchrun() -> bool:
-    import os
+def _common_requests(requests: list, device: torch.device) -> list:
+    """Keep the tasks every process has (the retrieval losses all-gather, so the set of tasks
+    must agree across processes or the job deadlocks)."""
+    kinds = _REQUEST_KINDS
+    present = torch.tensor([any(isinstance(r, k) for r in requests) for k in kinds], device=device)
+    present = present.to(torch.int32)
+    torch.distributed.all_reduce(present, op=torch.distributed.ReduceOp.MIN)
+    keep = tuple(k for k, flag in zip(kinds, present.tolist()) if flag)
+    return [r for r in requests if isinstance(r, keep)]
 
+
+def parameter_checksum(model: nn.Module) -> str:
+    """SHA-256 of every state-dict tensor (name, dtype, shape and bytes, in key order)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        digest.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log records of steps after ``step`` (a resumed run redoes them)."""
+    if not path.is_file():
+        return
+    records = read_jsonl(path)
+    kept = [r for r in records if int(r.get("step", 0)) <= step]
+    if len(kept) != len(records):
+        _write_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
+
+
+def _torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
