@@ -25,6 +25,7 @@ QUICKSTART_OVERRIDES = [
     "optim.lr=0.001",
     "optim.clip_grad_norm=1.0",
     "optim.warmup_steps=20",
+    "match_every_layer=false",
     'loss={"num_points": 256}',
     "log_every=5",
     "checkpoint_every=100",
@@ -40,7 +41,7 @@ class QuickstartConfig:
     device: str = "cpu"
     train_images: int = 3000
     val_images: int = 100
-    size: int = 96
+    size: int = 64
     batch_size: int = 8
     steps: int | None = None  # fixed number of steps (reproducible); None = fit the budget
     eval_reserve_s: float = 150.0  # seconds kept for evaluation and the report

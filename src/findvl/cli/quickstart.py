@@ -15,7 +15,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, help="train exactly this many steps (reproducible)")
     parser.add_argument("--train-images", type=int, default=3000)
     parser.add_argument("--val-images", type=int, default=100)
-    parser.add_argument("--size", type=int, default=96, help="synthetic image side")
+    parser.add_argument("--size", type=int, default=64, help="synthetic image side")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="training config override"

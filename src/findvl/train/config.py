@@ -40,6 +40,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: dict[str, float] = field(default_factory=dict)  # LossWeights overrides
+    match_every_layer: bool = True  # official; False matches once on the final layer (faster)
     steps: int = 1000
     batch_size: int = 8  # per process
     seed: int = 0

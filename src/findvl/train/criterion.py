@@ -83,11 +83,13 @@ class FindCriterion:
 
     Args:
         weights: every loss weight (official defaults).
-        generator: random source for point sampling (derive it from the step for exact resume).
+        match_every_layer: redo the Hungarian matching at every layer (official); otherwise
+            match once on the final layer and reuse it for the auxiliary layers (faster).
     """
 
-    def __init__(self, weights: LossWeights) -> None:
+    def __init__(self, weights: LossWeights, *, match_every_layer: bool = True) -> None:
         self.w = weights
+        self.match_every_layer = match_every_layer
         self.matcher = HungarianMatcher(
             cost_mask=weights.mask_bce,
             cost_class=weights.class_ce,
@@ -146,12 +148,17 @@ class FindCriterion:
         task = out.generic_segmentation
         k = len(task.class_names)
         ce = bce = dice = 0.0
-        for layer in task.layers:
+        cache: dict[int, object] = {}
+        for layer in reversed(task.layers):
             targets, pred, gt = [], [], []
             for b, ex in enumerate(examples):
                 cls = ex.classes.to(layer.logits.device)
-                cost = panoptic_class_cost(layer.logits[b].detach(), cls)
-                m = self.matcher.match(layer.masks[b], gts[b], cost, generator=generator)
+                m = cache.get(b)
+                if m is None:
+                    cost = panoptic_class_cost(layer.logits[b].detach(), cls)
+                    m = self.matcher.match(layer.masks[b], gts[b], cost, generator=generator)
+                    if not self.match_every_layer:
+                        cache[b] = m
                 targets.append(
                     panoptic_targets(layer.logits.shape[1], k, cls, m.pred_idx, m.tgt_idx)
                 )
@@ -166,15 +173,20 @@ class FindCriterion:
 
     def _targeted(self, name, task: TargetedSegmentationOutput, examples, gts, field, generator):
         ce = bce = dice = 0.0
-        for layer in task.layers:
+        cache: dict[int, object] = {}
+        for layer in reversed(task.layers):
             pred, gt = [], []
             for b, ex in enumerate(examples):
                 segments = getattr(ex, field)
                 t = len(segments)
                 logits = layer.logits[b, :t]  # TxN
                 target_masks = gts[b][torch.tensor(segments, dtype=torch.long)]
-                cost = proposal_class_cost(logits.detach().t())
-                m = self.matcher.match(layer.masks[b], target_masks, cost, generator=generator)
+                m = cache.get(b)
+                if m is None:
+                    cost = proposal_class_cost(logits.detach().t())
+                    m = self.matcher.match(layer.masks[b], target_masks, cost, generator=generator)
+                    if not self.match_every_layer:
+                        cache[b] = m
                 groups = _text_groups(ex.phrases) if name == "grounding" else None
                 dist = proposal_targets(logits.shape[1], t, m.pred_idx, m.tgt_idx, groups=groups)
                 weight = 1.0

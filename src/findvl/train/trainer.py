@@ -138,7 +138,7 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.model: FindModel = build_model(config.model).to(config.device)
         self.weights = LossWeights.from_dict(dict(config.loss))
-        self.criterion = FindCriterion(self.weights)
+        self.criterion = FindCriterion(self.weights, match_every_layer=config.match_every_layer)
         o = config.optim
         self.optimizer = build_optimizer(
             self.model,
