@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
+import helpers
 from findvl.cli import main
 from findvl.data.synth import SynthConfig, write_synth
 from findvl.runs import load_run
 from findvl.train.checkpoint import find_latest
 from findvl.train.config import load_train_config, train_config
 from findvl.train.trainer import Trainer
-from tests import helpers
 
 OVERRIDES = ["model.interface.num_layers=1", 'loss={"num_points": 256}', "checkpoint_every=1"]
 

@@ -14,7 +14,7 @@ from findvl.data.synth import SynthConfig, write_synth
 from findvl.runs import load_run
 from findvl.train.logging import read_jsonl
 from findvl.train.trainer import parameter_checksum
-from tests.test_train_resume import TINY, cli_env
+from test_train_resume import TINY, cli_env
 
 STEPS = 3
 
