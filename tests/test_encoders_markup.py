@@ -7,22 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from findvl.encoders.language import TinyLanguageEncoder
+from findvl.encoders.language import TinyLanguageEncoder, entity_token_map
 from findvl.encoders.loading import load_language_encoder
-from findvl.encoders.markup import (
-    PLACEHOLDER,
-    EntityRef,
-    EntitySpan,
-    InterleavedQuery,
-    VisualReference,
-    parse_markup,
-    token_maps,
-)
+from findvl.encoders.markup import EntitySpan, parse_markup
+from findvl.model.requests import Entity, InterleavedText, VisualPrompt, VisualReference
+from findvl.model.slots import INTERACTIVE_TOKEN, splice_visual_entities
 from test_encoders_tiny import write_tiny_llama
-
-
-def box_reference() -> VisualReference:
-    return VisualReference(image=torch.zeros(3, 8, 8), box=(1.0, 1.0, 5.0, 6.0))
 
 
 def test_parse_every_occurrence_and_entities_at_both_ends() -> None:
@@ -66,41 +56,38 @@ def test_malformed_markup_names_the_position(raw: str, message: str, position: i
         parse_markup(raw)
 
 
+def _reference() -> VisualReference:
+    return VisualReference(None, VisualPrompt(torch.ones(4, 4, dtype=torch.bool)))
+
+
 def test_visual_entities_become_placeholders_with_shifted_offsets() -> None:
     raw = "[5]<a cat> sleeps near [6]<the sofa> and [5]<the cat> purrs"
-    query = InterleavedQuery.from_markup(raw, {5: box_reference()})
-    assert query.text == f"{PLACEHOLDER} sleeps near the sofa and {PLACEHOLDER} purrs"
-    spans = [query.text[e.start : e.end] for e in query.entities]
-    assert spans == [PLACEHOLDER, "the sofa", PLACEHOLDER]  # every occurrence replaced
-    assert [e.is_visual for e in query.entities] == [True, False, True]
-    textual = InterleavedQuery.from_markup(raw)
-    assert textual.text == parse_markup(raw).text and not any(e.is_visual for e in textual.entities)
+    query = InterleavedText.from_markup(raw, {5: _reference()})
+    text, spans = splice_visual_entities(query, "query")
+    assert text == f"{INTERACTIVE_TOKEN} sleeps near the sofa and {INTERACTIVE_TOKEN} purrs"
+    assert [text[s:e] for s, e in spans] == [INTERACTIVE_TOKEN, "the sofa", INTERACTIVE_TOKEN]
+    assert [e.entity_id for e in query.entities] == [5, 6, 5]
+    textual = InterleavedText.from_markup(raw)
+    assert splice_visual_entities(textual, "q")[0] == parse_markup(raw).text
 
 
-def test_query_and_reference_validation() -> None:
+def test_query_validation() -> None:
     with pytest.raises(ValueError, match=r"entities \[9\] do not occur"):
-        InterleavedQuery.from_markup("[1]<dog>", {9: box_reference()})
-    with pytest.raises(ValueError, match="must span"):
-        InterleavedQuery("a dog", (EntityRef(1, 2, 5, box_reference()),))
-    with pytest.raises(ValueError, match="out of order"):
-        InterleavedQuery("a dog", (EntityRef(1, 2, 5), EntityRef(2, 0, 1)))
-    with pytest.raises(ValueError, match="exactly one of image_path and image"):
-        VisualReference(box=(0, 0, 1, 1))
-    with pytest.raises(ValueError, match="exactly one of mask and box"):
-        VisualReference(
-            image_path=Path("x.jpg"), mask=torch.ones(2, 2, dtype=torch.bool), box=(0, 0, 1, 1)
-        )
-    with pytest.raises(ValueError, match="x0 < x1"):
-        VisualReference(image_path=Path("x.jpg"), box=(3, 0, 1, 1))
+        InterleavedText.from_markup("[1]<dog>", {9: _reference()})
+    with pytest.raises(ValueError, match="outside the text"):
+        splice_visual_entities(InterleavedText("a dog", [Entity(2, 9)]), "q")
+    with pytest.raises(ValueError, match="overlaps"):
+        splice_visual_entities(InterleavedText("a dog", [Entity(0, 4), Entity(2, 5)]), "q")
 
 
 def test_token_map_from_tiny_encoder_offsets() -> None:
-    query = InterleavedQuery.from_markup("[1]<red car> near [2]<trees>", {2: box_reference()})
-    offsets = TinyLanguageEncoder(dim=8).encode([query.text]).offsets
-    (token_map,) = token_maps([query], offsets)
+    query = InterleavedText.from_markup("[1]<red car> near [2]<trees>", {2: _reference()})
+    text, spans = splice_visual_entities(query, "q")
+    offsets = TinyLanguageEncoder(dim=8).encode([text]).offsets
+    token_map = entity_token_map(offsets[0], spans)
     assert token_map.shape == (2, offsets.shape[1])
     assert token_map[0].nonzero().flatten().tolist() == [1, 2]  # BOS, red, car, near, ...
-    words = [query.text[s:e] for s, e in offsets[0][token_map[1]].tolist()]
+    words = [text[s:e] for s, e in offsets[0][token_map[1]].tolist()]
     assert words == ["[", "INTERACTIVE", "]"]  # the placeholder's tokens belong to entity 2
 
 
@@ -108,12 +95,13 @@ def test_token_map_from_hf_tokenizer_offsets(tmp_path: Path, monkeypatch) -> Non
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     encoder = load_language_encoder(write_tiny_llama(tmp_path / "llama"), layer=-1)
     queries = [
-        InterleavedQuery.from_markup("[4]<a dog> sits on [8]<the grass>"),
-        InterleavedQuery.from_markup("two people walk [9]<a small dog>"),
+        InterleavedText.from_markup("[4]<a dog> sits on [8]<the grass>"),
+        InterleavedText.from_markup("two people walk [9]<a small dog>"),
     ]
     out = encoder.encode([q.text for q in queries])
-    maps = token_maps(queries, out.offsets)
+    maps = [
+        entity_token_map(out.offsets[i], [(e.start, e.end) for e in q.entities])
+        for i, q in enumerate(queries)
+    ]
     assert maps[0].sum(1).tolist() == [2, 2] and maps[1].sum(1).tolist() == [3]
     assert not maps[0][:, 0].any()  # BOS belongs to no entity
-    with pytest.raises(ValueError, match="2 queries but offsets for 1"):
-        token_maps(queries, out.offsets[:1])

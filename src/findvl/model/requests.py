@@ -6,9 +6,12 @@ the model, before resizing). Per-image lists have one entry per image of the bat
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
+
+from findvl.encoders.markup import parse_markup
 
 
 @dataclass
@@ -49,19 +52,41 @@ class Entity:
         start: first character of the phrase in :attr:`InterleavedText.text`.
         end: one past the last character.
         reference: if given, the phrase is replaced by this visual reference.
+        entity_id: the id from FIND-Bench markup (for bookkeeping; not used by the model).
     """
 
     start: int
     end: int
     reference: VisualReference | None = None
+    entity_id: int | None = None
 
 
 @dataclass
 class InterleavedText:
-    """A sentence whose entities are phrases or visual references."""
+    """A sentence whose entities are phrases or visual references.
+
+    Visual entities are read by the model as the placeholder ``[INTERACTIVE]`` plus the
+    reference's spatial tokens; every occurrence is handled at its own position.
+    """
 
     text: str
     entities: list[Entity] = field(default_factory=list)
+
+    @classmethod
+    def from_markup(
+        cls, raw: str, references: Mapping[int, VisualReference] | None = None
+    ) -> InterleavedText:
+        """Parse ``[id]<phrase>`` markup; every occurrence of an id in ``references`` becomes
+        that visual reference. Unknown ids in ``references`` raise ``ValueError``."""
+        references = dict(references or {})
+        parsed = parse_markup(raw)
+        unknown = set(references) - {s.entity_id for s in parsed.spans}
+        if unknown:
+            raise ValueError(f"references: entities {sorted(unknown)} do not occur in {raw!r}")
+        entities = [
+            Entity(s.start, s.end, references.get(s.entity_id), s.entity_id) for s in parsed.spans
+        ]
+        return cls(parsed.text, entities)
 
 
 @dataclass
