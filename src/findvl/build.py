@@ -61,9 +61,37 @@ def find_focalt_config() -> ModelConfig:
     )
 
 
+def find_sam_llama_config() -> ModelConfig:
+    """SAM (ViT-B) vision + a LLaMA-family language model (paper Table 5), FIND-T interface.
+
+    Set ``vision.path`` and ``language.path`` to local Hugging Face directories.
+    """
+    return ModelConfig(
+        preset="find_sam_llama",
+        vision=VisionConfig(kind="hf", longest_side=1024, pyramid_channels=256),
+        language=LanguageConfig(kind="hf", layer=-12),
+        pixel_decoder=PixelDecoderConfig(trainable=True),
+        interface=InterfaceConfig(),
+    )
+
+
+def find_dinov2_clip_config() -> ModelConfig:
+    """DINOv2 vision + CLIP text tower, FIND-T interface (paths via ``vision.path`` and
+    ``language.path``)."""
+    return ModelConfig(
+        preset="find_dinov2_clip",
+        vision=VisionConfig(kind="hf", longest_side=518, pyramid_channels=256),
+        language=LanguageConfig(kind="hf", layer=None),  # CLIP text: last hidden state
+        pixel_decoder=PixelDecoderConfig(trainable=True),
+        interface=InterfaceConfig(),
+    )
+
+
 PRESETS: dict[str, Callable[[], ModelConfig]] = {
     "find_tiny": find_tiny_config,
     "find_focalt": find_focalt_config,
+    "find_sam_llama": find_sam_llama_config,
+    "find_dinov2_clip": find_dinov2_clip_config,
 }
 
 
@@ -79,7 +107,12 @@ def build_vision(cfg: VisionConfig) -> VisionEncoder:
     elif cfg.kind == "hf":
         from findvl.encoders.loading import load_vision_encoder
 
-        encoder = load_vision_encoder(_require_path(cfg.path, "vision.path"))
+        encoder = load_vision_encoder(
+            _require_path(cfg.path, "vision.path"),
+            out_channels=cfg.pyramid_channels,
+            longest_side=cfg.longest_side,
+            dtype=cfg.dtype,
+        )
     else:
         raise ValueError(f"vision.kind={cfg.kind!r}: expected 'tiny' or 'hf'")
     if cfg.longest_side is not None:
@@ -91,19 +124,28 @@ def build_vision(cfg: VisionConfig) -> VisionEncoder:
 
 def build_language(cfg: LanguageConfig) -> LanguageEncoder:
     if cfg.kind == "tiny":
-        return TinyLanguageEncoder(
+        encoder = TinyLanguageEncoder(
             dim=cfg.dim, num_layers=cfg.num_layers, max_length=cfg.max_length
         )
-    if cfg.kind == "hf":
+        frozen = not cfg.trainable
+    elif cfg.kind == "hf":
         from findvl.encoders.loading import load_language_encoder
 
-        return load_language_encoder(
+        encoder = load_language_encoder(
             _require_path(cfg.path, "language.path"),
             layer=cfg.layer,
             dtype=cfg.dtype,
             max_length=cfg.max_length,
         )
-    raise ValueError(f"language.kind={cfg.kind!r}: expected 'tiny' or 'hf'")
+        frozen = True
+    else:
+        raise ValueError(f"language.kind={cfg.kind!r}: expected 'tiny' or 'hf'")
+    if cfg.cache_entries > 0 and frozen:
+        from findvl.encoders.text_cache import TextFeatureCache
+
+        encoder.requires_grad_(False)
+        encoder = TextFeatureCache(encoder, max_entries=cfg.cache_entries, directory=cfg.cache_dir)
+    return encoder
 
 
 def _require_path(path: str | None, field: str) -> str:
@@ -156,12 +198,17 @@ def build_model(config: ModelConfig) -> FindModel:
 
 
 def set_trainable(model: FindModel, config: ModelConfig) -> None:
-    """Freeze the parts the config marks as pretrained (lang_proj and logit_scale always learn)."""
-    for module, flag in (
-        (model.vision, config.vision.trainable),
-        (model.language, config.language.trainable),
-        (model.pixel_decoder, config.pixel_decoder.trainable),
-    ):
+    """Freeze the parts the config marks as pretrained (lang_proj and logit_scale always learn).
+
+    Hugging Face adapters freeze their pretrained weights themselves (their new feature pyramid
+    stays trainable), so only the built-in encoders follow the ``trainable`` flags.
+    """
+    parts = [(model.pixel_decoder, config.pixel_decoder.trainable)]
+    if config.vision.kind == "tiny":
+        parts.append((model.vision, config.vision.trainable))
+    if config.language.kind == "tiny":
+        parts.append((model.language, config.language.trainable))
+    for module, flag in parts:
         for p in module.parameters():
             p.requires_grad_(flag)
 

@@ -14,19 +14,23 @@ class VisionConfig:
     path: str | None = None  # the local directory when kind == "hf"
     widths: tuple[int, int, int, int] = (32, 48, 64, 96)  # tiny backbone channels of res2..res5
     longest_side: int | None = None  # resize images so the longer side is this (None: keep)
-    trainable: bool = True  # pretrained encoders stay frozen; the tiny one learns
+    pyramid_channels: int = 256  # hf only: channels of the (trainable) simple feature pyramid
+    dtype: str = "fp32"  # hf only: compute dtype of the frozen backbone (fp32, bf16, fp16)
+    trainable: bool = True  # tiny only; a pretrained (hf) backbone is always frozen
 
 
 @dataclass
 class LanguageConfig:
     kind: str = "tiny"  # "tiny" (hash tokenizer + small transformer) or "hf" (local dir)
     path: str | None = None  # the local directory when kind == "hf"
-    layer: int = -12  # hidden_states index used as features (paper's ablation; hf only)
+    layer: int | None = -12  # hidden_states index used as features (paper ablation; causal LMs)
     max_length: int = 77  # tokens per text, BOS included
-    dtype: str = "float32"  # compute dtype of a pretrained LM (float32, bfloat16, float16)
+    dtype: str = "fp32"  # compute dtype of a pretrained LM (fp32, bf16, fp16)
     dim: int = 64  # tiny encoder width
     num_layers: int = 1  # tiny encoder depth
-    trainable: bool = True  # pretrained encoders stay frozen; the tiny one learns
+    trainable: bool = True  # tiny only; a pretrained (hf) language model is always frozen
+    cache_entries: int = 0  # > 0: cache features of that many texts (frozen encoders only)
+    cache_dir: str | None = None  # also keep cached text features on disk (safetensors)
 
 
 @dataclass
