@@ -133,3 +133,16 @@ def test_predictor_equals_batched_forward():
             atol=1e-4,
             rtol=1e-4,
         )
+
+
+def test_same_seed_same_metrics(quickstart, tmp_path):
+    out, metrics = quickstart
+    again = QuickstartConfig(
+        out=tmp_path, train_images=24, val_images=6, size=64, batch_size=2, steps=2
+    )
+    second = run_quickstart(again, progress=False)
+    for timing in ("train", "total_minutes", "meta"):
+        metrics, second = dict(metrics), dict(second)
+        metrics.pop(timing, None)
+        second.pop(timing, None)
+    assert json.loads(json.dumps(metrics)) == json.loads(json.dumps(second))

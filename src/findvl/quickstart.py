@@ -100,11 +100,12 @@ def train(
     config.optim.schedule = "multistep"
     trainer = Trainer(config, cfg.out / "run", progress=progress)
     if cfg.steps is None:
-        calibration = 3
+        trainer.train_step()  # warm-up: one-off costs are not part of the rate
+        calibration = 4
         t0 = time.time()
-        for _ in range(calibration):
+        for _ in range(calibration - 1):
             trainer.train_step()
-        per_step = (time.time() - t0) / calibration
+        per_step = (time.time() - t0) / (calibration - 1)
         left = cfg.minutes * 60 - (time.time() - started) - cfg.eval_reserve_s
         _set_total_steps(trainer, max(calibration + 1, int(left / per_step)))
     summary = trainer.fit()
