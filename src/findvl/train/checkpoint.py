@@ -30,6 +30,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from findvl.train.optim_state import flatten_optimizer_state, unflatten_optimizer_state
 from findvl.train.rng import restore_rng as _restore_rng
 from findvl.train.rng import rng_json as _rng_json
 from findvl.train.rng import rng_tensors as _rng_tensors
@@ -104,38 +105,6 @@ def _save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
         out[key] = value
     save_file(out, str(path))
     _fsync_file(path)
-
-
-# --- optimizer flattening ------------------------------------------------------------------
-
-
-def flatten_optimizer_state(
-    state_dict: dict[str, Any],
-) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Split an optimizer state dict into ``({"state.<id>.<name>": tensor}, json_part)``."""
-    tensors: dict[str, torch.Tensor] = {}
-    scalars: dict[str, dict[str, Any]] = {}
-    for pid, per_param in state_dict["state"].items():
-        for name, value in per_param.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"state.{pid}.{name}"] = value
-            else:
-                scalars.setdefault(str(pid), {})[name] = value
-    meta = {"param_groups": state_dict["param_groups"], "scalars": scalars}
-    return tensors, _json_checked(meta, "optimizer state (non-tensor part)")
-
-
-def unflatten_optimizer_state(
-    tensors: dict[str, torch.Tensor], meta: dict[str, Any]
-) -> dict[str, Any]:
-    """Inverse of :func:`flatten_optimizer_state`."""
-    state: dict[int, dict[str, Any]] = {}
-    for key, value in tensors.items():
-        _, pid, name = key.split(".", 2)
-        state.setdefault(int(pid), {})[name] = value
-    for pid, values in meta["scalars"].items():
-        state.setdefault(int(pid), {}).update(values)
-    return {"state": state, "param_groups": meta["param_groups"]}
 
 
 # --- save ------------------------------------------------------------------------------------
@@ -219,6 +188,7 @@ def save_checkpoint(
     opt_tensors: dict[str, torch.Tensor] = {}
     if optimizer is not None:
         opt_tensors, opt_meta = flatten_optimizer_state(optimizer.state_dict())
+        opt_meta = _json_checked(opt_meta, "optimizer state (non-tensor part)")
         _write_json(tmp / "optimizer.json", opt_meta)
     _save_tensors(tmp / "model.safetensors", _model_tensors(model, skip_prefixes))
     _save_tensors(tmp / "optimizer.safetensors", opt_tensors)
