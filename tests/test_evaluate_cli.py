@@ -65,7 +65,7 @@ def test_eval_interactive_json(fake_run, tmp_path, capsys):
         str(root),
         "--json",
         "--no-progress",
-        "--objects",
+        "--interactive-objects",
         "1",
         "--max-clicks",
         "2",

@@ -142,29 +142,9 @@ def _run_retrieval(args: argparse.Namespace) -> int:
 
 
 def _run_interactive(args: argparse.Namespace) -> int:
-    from findvl.cli.evaluate import check_positive
-    from findvl.evaluation.runner import evaluate_run
-    from findvl.runs import load_run
+    from findvl.cli.evaluate import evaluate_args
 
-    for name in ("limit", "batch_size", "objects", "max_clicks"):
-        check_positive(f"--{name.replace('_', '-')}", getattr(args, name))
-    if not args.data.is_dir():
-        raise FileNotFoundError(f"--data: no directory at {args.data}")
-    loaded = load_run(args.checkpoint, device=args.device)
-    result = evaluate_run(
-        loaded.model,
-        loaded.class_names,
-        loaded.isthing,
-        args.data,
-        args.split,
-        ("interactive",),
-        args.seed,
-        batch_size=args.batch_size,
-        limit=args.limit,
-        interactive_objects=args.objects,
-        max_clicks=args.max_clicks,
-        progress=not args.no_progress,
-    )["interactive"]
+    result = evaluate_args(args, ("interactive",))["interactive"]
     if args.json:
         print(json.dumps(result))
     else:
@@ -174,18 +154,9 @@ def _run_interactive(args: argparse.Namespace) -> int:
 
 
 def _add_interactive(parser: argparse.ArgumentParser) -> None:
-    from pathlib import Path
+    from findvl.cli.evaluate import add_run_arguments
 
-    parser.add_argument("checkpoint", type=Path, help="run directory or checkpoint directory")
-    parser.add_argument("--data", type=Path, required=True, help="dataset root")
-    parser.add_argument("--split", default="val")
-    parser.add_argument("--limit", type=int, default=None, help="first N images only")
-    parser.add_argument("--batch-size", type=int, default=8, help="images per forward")
-    parser.add_argument("--objects", type=int, default=None, help="objects per image (all)")
-    parser.add_argument("--max-clicks", type=int, default=20, help="clicks per object (20)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--no-progress", action="store_true")
+    add_run_arguments(parser)
     parser.set_defaults(func=_run_interactive)
 
 

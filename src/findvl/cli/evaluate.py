@@ -14,24 +14,29 @@ from pathlib import Path
 def register(parser: argparse.ArgumentParser) -> None:
     from findvl.evaluation.runner import TASKS
 
-    parser.add_argument("checkpoint", type=Path, help="run directory or checkpoint directory")
-    parser.add_argument("--data", type=Path, required=True, help="dataset root")
-    parser.add_argument("--split", default="val")
+    add_run_arguments(parser)
     parser.add_argument(
         "--tasks", nargs="+", choices=TASKS, default=list(TASKS), help="tasks to run (all)"
     )
+    parser.add_argument("--out", type=Path, default=None, help="keep prediction files here")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(func=run)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments shared by ``findvl evaluate`` and ``findvl eval interactive``."""
+    parser.add_argument("checkpoint", type=Path, help="run directory or checkpoint directory")
+    parser.add_argument("--data", type=Path, required=True, help="dataset root")
+    parser.add_argument("--split", default="val")
     parser.add_argument("--limit", type=int, default=None, help="first N images only")
     parser.add_argument("--batch-size", type=int, default=8, help="images per forward")
     parser.add_argument("--seed", type=int, default=0, help="seed of every random choice")
     parser.add_argument(
         "--interactive-objects", type=int, default=None, help="objects per image (all)"
     )
-    parser.add_argument("--max-clicks", type=int, default=20)
+    parser.add_argument("--max-clicks", type=int, default=20, help="clicks per object (20)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", type=Path, default=None, help="keep prediction files here")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--no-progress", action="store_true")
-    parser.set_defaults(func=run)
 
 
 def check_positive(name: str, value: int | None) -> None:
@@ -39,8 +44,8 @@ def check_positive(name: str, value: int | None) -> None:
         raise ValueError(f"{name}: must be a positive integer, got {value}")
 
 
-def run(args: argparse.Namespace) -> int:
-    from findvl.evaluation.report import format_report
+def evaluate_args(args: argparse.Namespace, tasks: tuple[str, ...], out_dir=None) -> dict:
+    """Load the checkpoint named by ``args`` and evaluate ``tasks``."""
     from findvl.evaluation.runner import evaluate_run
     from findvl.runs import load_run
 
@@ -55,15 +60,22 @@ def run(args: argparse.Namespace) -> int:
         loaded.isthing,
         args.data,
         args.split,
-        tuple(args.tasks),
+        tasks,
         args.seed,
         batch_size=args.batch_size,
         limit=args.limit,
         interactive_objects=args.interactive_objects,
         max_clicks=args.max_clicks,
-        out_dir=args.out,
+        out_dir=out_dir,
         progress=not args.no_progress,
     )
     result["meta"]["checkpoint"] = str(loaded.checkpoint)
+    return result
+
+
+def run(args: argparse.Namespace) -> int:
+    from findvl.evaluation.report import format_report
+
+    result = evaluate_args(args, tuple(args.tasks), args.out)
     print(json.dumps(result) if args.json else format_report(result))
     return 0
