@@ -12,12 +12,10 @@ from pycocotools import mask as mask_utils
 
 from findvl.data.coco import (
     decode_segmentation,
-    id2rgb,
     read_captions,
     read_instances,
     read_panoptic,
     read_refs,
-    rgb2id,
 )
 from findvl.data.findbench import (
     EntityCaption,
@@ -37,6 +35,7 @@ from findvl.data.references import (
     write_references,
 )
 from findvl.data.synth import SynthConfig, write_synth
+from findvl.panoptic_ids import id2rgb, rgb2id
 
 
 def test_rgb2id_round_trip() -> None:

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 import findvl.cli
-from findvl.eval.io import id2rgb, rle_to_json
+from findvl.eval.io import rle_to_json
+from findvl.panoptic_ids import id2rgb
 
 
 @pytest.fixture(autouse=True)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from findvl.eval.io import id2rgb
 from findvl.eval.panoptic import evaluate_panoptic
+from findvl.panoptic_ids import id2rgb
 
 CATEGORIES = [
     {"id": 1, "name": "person", "isthing": 1},

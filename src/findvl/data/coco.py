@@ -16,18 +16,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from findvl.data.jsonio import get_field, get_int, get_list, load_json
-
-
-def rgb2id(rgb: np.ndarray) -> np.ndarray:
-    """``[H,W,3]`` uint8 panoptic PNG -> ``[H,W]`` int64 segment ids."""
-    rgb = rgb.astype(np.int64)
-    return rgb[..., 0] + 256 * rgb[..., 1] + 256 * 256 * rgb[..., 2]
-
-
-def id2rgb(ids: np.ndarray) -> np.ndarray:
-    """``[H,W]`` segment ids (< 256**3) -> ``[H,W,3]`` uint8."""
-    ids = ids.astype(np.int64)
-    return np.stack([ids % 256, ids // 256 % 256, ids // 65536 % 256], axis=-1).astype(np.uint8)
+from findvl.panoptic_ids import rgb2id
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,6 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
-from findvl.data.coco import id2rgb
 from findvl.data.findbench import EntityCaption, EntityFile, EntityImage, EntityPhrase, write_entity
 from findvl.data.jsonio import atomic_write_bytes, atomic_write_json
 from findvl.data.synth_shapes import Scene, sample_scene
@@ -35,6 +34,7 @@ from findvl.data.synth_text import (
     referring_expression,
 )
 from findvl.data.synth_world import CATEGORY_BY_ID, HOLDOUT_COMBOS, synth_categories_json
+from findvl.panoptic_ids import id2rgb
 
 SPLITS = {"train": (0, 1), "val": (500_000, 2)}  # split -> (image id offset, rng stream)
 SEGMENTS_PER_IMAGE = 16  # segment id = 16 * image_id + k, k in 1..15

@@ -98,18 +98,6 @@ def read_png(path: Path, modes: tuple[str, ...]) -> np.ndarray:
         raise ValueError(f"{path.name}: cannot read image ({error})") from None
 
 
-def rgb2id(color: np.ndarray) -> np.ndarray:
-    """COCO panoptic colour ``[H,W,3]`` uint8 -> segment id ``[H,W]`` int64 (R + 256 G + 256² B)."""
-    color = color.astype(np.int64)
-    return color[..., 0] + 256 * color[..., 1] + 256 * 256 * color[..., 2]
-
-
-def id2rgb(ids: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`rgb2id`: ``[H,W]`` segment ids -> ``[H,W,3]`` uint8."""
-    ids = ids.astype(np.int64)
-    return np.stack([ids % 256, ids // 256 % 256, ids // 65536 % 256], axis=-1).astype(np.uint8)
-
-
 def percent(value: float | None) -> float | None:
     """A fraction in [0, 1] as a percentage, keeping ``None`` (undefined)."""
     return None if value is None else 100.0 * float(value)

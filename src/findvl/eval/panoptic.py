@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from findvl.eval.io import expect_type, field, json_list, load_json, percent, read_png, rgb2id
+from findvl.eval.io import expect_type, field, json_list, load_json, percent, read_png
+from findvl.panoptic_ids import rgb2id
 
 VOID_ID = 0  # segment id of unlabeled pixels in a COCO panoptic PNG
 

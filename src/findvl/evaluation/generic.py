@@ -19,11 +19,12 @@ from PIL import Image
 from findvl.data.dataset import Sample
 from findvl.data.jsonio import atomic_write_json
 from findvl.eval.instances import evaluate_instances
-from findvl.eval.io import id2rgb, rle_to_json
+from findvl.eval.io import rle_to_json
 from findvl.eval.panoptic import evaluate_panoptic
 from findvl.eval.semantic import evaluate_semantic
 from findvl.evaluation.common import Vocabulary, output_dir
 from findvl.model.requests import GenericSegmentation
+from findvl.panoptic_ids import id2rgb
 from findvl.postprocess import (
     instance_inference,
     panoptic_inference,
