@@ -21,10 +21,11 @@ from PIL import Image
 from findvl.eval.grounding import evaluate_grounding
 from findvl.eval.instances import evaluate_instances
 from findvl.eval.interleave import interleave_scores
-from findvl.eval.io import id2rgb, rle_to_json
+from findvl.eval.io import rle_to_json
 from findvl.eval.panoptic import evaluate_panoptic
 from findvl.eval.retrieval import retrieval_metrics
 from findvl.eval.semantic import evaluate_semantic
+from findvl.panoptic_ids import id2rgb
 
 
 def _segments(rng: np.random.Generator, size: int) -> np.ndarray:
