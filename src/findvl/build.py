@@ -191,6 +191,7 @@ def build_model(config: ModelConfig) -> FindModel:
         variant=it.variant,
         max_spatial_points=it.max_spatial_points,
         pixel_scores=it.pixel_scores,
+        lang_proj_std=config.language.proj_init_std,
     )
     model.config = config
     set_trainable(model, config)

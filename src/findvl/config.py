@@ -29,6 +29,7 @@ class LanguageConfig:
     dim: int = 64  # tiny encoder width
     num_layers: int = 1  # tiny encoder depth
     trainable: bool = True  # tiny only; a pretrained (hf) language model is always frozen
+    proj_init_std: float = 0.02  # init std of lang_proj (official 0.02 suits LLaMA-scale features)
     cache_entries: int = 0  # > 0: cache features of that many texts (frozen encoders only)
     cache_dir: str | None = None  # also keep cached text features on disk (safetensors)
 

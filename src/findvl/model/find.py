@@ -71,6 +71,8 @@ class FindModel(nn.Module):
         max_spatial_points: points drawn per image for spatial tokens.
         pixel_scores: ``"dot"`` (released weights: raw dot products for interactive and visual
             interleave scores) or ``"cosine"`` (``exp(logit_scale)·cos`` everywhere).
+        lang_proj_std: init std of ``lang_proj``; projected tokens should start at a magnitude
+            comparable to the queries, or caption/legend queries all look alike.
     """
 
     def __init__(
@@ -83,6 +85,7 @@ class FindModel(nn.Module):
         variant: str = "official",
         max_spatial_points: int = 512,
         pixel_scores: str = "dot",
+        lang_proj_std: float = 0.02,
     ) -> None:
         super().__init__()
         self.vision = vision
@@ -91,7 +94,9 @@ class FindModel(nn.Module):
         self.interface = interface
         hidden = interface.query_feat.weight.shape[1]
         self.lang_proj = nn.Parameter(torch.empty(language.dim, hidden))
-        nn.init.trunc_normal_(self.lang_proj, std=0.02)
+        nn.init.trunc_normal_(
+            self.lang_proj, std=lang_proj_std, a=-2 * lang_proj_std, b=2 * lang_proj_std
+        )
         self.logit_scale = nn.Parameter(torch.ones([]))
         self.variant = variant
         self.max_spatial_points = max_spatial_points
