@@ -16,6 +16,7 @@ from findvl.data.dataset import DatasetPaths, load_dataset
 from findvl.data.findbench import parse_markup, read_entity
 from findvl.data.stats import entity_stats
 from findvl.data.synth import SynthConfig, write_synth
+from findvl.data.synth_shapes import ShapeSpec, compose, sample_scene, shape_stamp
 from findvl.data.synth_text import RELATIONS, TextObject, holds
 from findvl.data.synth_world import (
     HOLDOUT_COMBOS,
@@ -290,3 +291,22 @@ def test_bad_config(tmp_path: Path) -> None:
         write_synth(SynthConfig(tmp_path, 2, seed=0, split="test"), progress=False)
     with pytest.raises(ValueError, match="images=0"):
         write_synth(SynthConfig(tmp_path, 0, seed=0), progress=False)
+
+
+def test_scene_labels_masks_and_occlusion() -> None:
+    for index in range(20):
+        scene = sample_scene(np.random.default_rng([9, index]), size=96)
+        count = len(scene.segments)
+        assert scene.image.shape == (96, 96, 3) and scene.image.dtype == np.uint8
+        assert set(np.unique(scene.labels)) == set(range(1, count + 1)), "no empty segment"
+        masks = scene.masks()
+        assert masks.shape == (count, 96, 96) and (masks.sum(0) == 1).all()
+        things = [s.isthing for s in scene.segments]
+        assert things == sorted(things, reverse=True), "things first, then stuff"
+    below = ShapeSpec(1, "circle", "red", "large", (20.0, 20.0), 12.0, 0.0)
+    above = ShapeSpec(2, "square", "blue", "large", (20.0, 30.0), 12.0, 0.0)
+    stamps = [shape_stamp(s, 48, 48) for s in (below, above)]
+    labels = np.asarray(compose(stamps, 48, 48))
+    assert labels[20, 30] == 2 and labels[20, 10] == 1 and labels[45, 45] == 0
+    assert (labels == 2).sum() == stamps[1].area, "the top shape is fully visible"
+    assert (labels == 1).sum() < stamps[0].area, "the bottom one is partly hidden"

@@ -13,17 +13,17 @@ and the panoptic segment id. Every pixel belongs to a segment (no VOID).
 
 from __future__ import annotations
 
-import io
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
 from findvl.data.findbench import EntityCaption, EntityFile, EntityImage, EntityPhrase, write_entity
 from findvl.data.jsonio import atomic_write_bytes, atomic_write_json
+from findvl.data.png import encode_png
 from findvl.data.synth_shapes import Scene, sample_scene
 from findvl.data.synth_text import (
     MarkedText,
@@ -74,68 +74,70 @@ class _Records:
     entity_long: list[EntityCaption] = field(default_factory=list)
 
 
-def _png_bytes(array: np.ndarray, compress_level: int) -> bytes:
-    """PNG with fixed settings (byte-stable). Noisy RGB images barely compress, so they are
-    stored with level 0; panoptic PNGs are flat and use level 1."""
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG", compress_level=compress_level)
-    return buffer.getvalue()
-
-
 def _entity(caption_id: int, image_id: int, text: MarkedText) -> EntityCaption:
     spans = tuple(EntityPhrase(*p) for p in text.phrases)
     return EntityCaption(caption_id, image_id, text.sentence, text.sentence_raw, spans)
 
 
+@functools.lru_cache(maxsize=4)
+def _pixel_coordinates(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column index of every pixel, flattened: ``[H*W]`` float64 each."""
+    ys, xs = np.indices((height, width), dtype=np.float64)
+    return ys.ravel(), xs.ravel()
+
+
 def _segment_records(
-    scene: Scene, image_id: int, size: int, rec: _Records
+    scene: Scene, image_id: int, rec: _Records
 ) -> tuple[list[TextObject], np.ndarray]:
-    """Add instance and panoptic records of one scene.
+    """Add the instance and panoptic records of one scene.
+
+    Areas, boxes and centroids of all segments come from one pass over the label map, and the
+    RLE masks of all things from one pycocotools call.
 
     Returns:
         what the text generator needs per segment, and the ``[H,W,3]`` uint8 panoptic PNG.
     """
-    labels = np.zeros((size, size), dtype=np.int64)  # k-th segment -> k
+    height, width = scene.labels.shape
+    count = len(scene.segments)
+    masks = scene.masks()  # KxHxW
+    flat = scene.labels.ravel()
+    ys, xs = _pixel_coordinates(height, width)
+    area = np.bincount(flat, minlength=count + 1)[1:]
+    centre_y = np.bincount(flat, weights=ys, minlength=count + 1)[1:] / area
+    centre_x = np.bincount(flat, weights=xs, minlength=count + 1)[1:] / area
+    rows, cols = masks.any(2), masks.any(1)  # KxH, KxW
+    top, left = rows.argmax(1), cols.argmax(1)
+    bottom, right = height - rows[:, ::-1].argmax(1), width - cols[:, ::-1].argmax(1)
+    things = [k for k, s in enumerate(scene.segments) if s.isthing]
+    rles = mask_utils.encode(np.asfortranarray(masks[things].transpose(1, 2, 0).view(np.uint8)))
+
     segments_info, objects = [], []
-    for k, segment in enumerate(scene.segments, start=1):
-        segment_id = SEGMENTS_PER_IMAGE * image_id + k
-        labels[segment.mask] = k
-        ys, xs = np.nonzero(segment.mask)
-        bbox = [
-            int(xs.min()),
-            int(ys.min()),
-            int(xs.max() - xs.min() + 1),
-            int(ys.max() - ys.min() + 1),
-        ]
-        area = int(ys.size)
-        segments_info.append(
-            {
-                "id": segment_id,
-                "category_id": segment.category_id,
-                "area": area,
-                "bbox": bbox,
-                "iscrowd": 0,
-            }
-        )
-        name = CATEGORY_BY_ID[segment.category_id].name
-        centre = (float(ys.mean()) / size, float(xs.mean()) / size)
+    for k, segment in enumerate(scene.segments):
+        segment_id = SEGMENTS_PER_IMAGE * image_id + k + 1
+        bbox = [int(left[k]), int(top[k]), int(right[k] - left[k]), int(bottom[k] - top[k])]
+        info = {
+            "id": segment_id,
+            "category_id": segment.category_id,
+            "area": int(area[k]),
+            "bbox": bbox,
+            "iscrowd": 0,
+        }
+        segments_info.append(info)
         spec = segment.spec
+        centre = (float(centre_y[k]) / height, float(centre_x[k]) / width)
+        name = CATEGORY_BY_ID[segment.category_id].name
         objects.append(
             TextObject(
                 segment_id, name, segment.isthing, spec and spec.colour, spec and spec.size, centre
             )
         )
         if segment.isthing:
-            rle = mask_utils.encode(np.asfortranarray(segment.mask, dtype=np.uint8))
+            rle = rles[k]  # things come first
             rec.instances.append(
                 {
-                    "id": segment_id,
+                    **info,
                     "image_id": image_id,
-                    "category_id": segment.category_id,
-                    "segmentation": {"size": [size, size], "counts": rle["counts"].decode("ascii")},
-                    "area": area,
-                    "bbox": bbox,
-                    "iscrowd": 0,
+                    "segmentation": {"size": [height, width], "counts": rle["counts"].decode()},
                     "attributes": {"colour": spec.colour, "size": spec.size},
                 }
             )
@@ -144,7 +146,7 @@ def _segment_records(
         {"image_id": image_id, "file_name": file_name, "segments_info": segments_info}
     )
     ids = np.array([0] + [info["id"] for info in segments_info], dtype=np.int64)
-    return objects, id2rgb(ids)[labels]  # HxW -> HxWx3
+    return objects, np.take(id2rgb(ids), scene.labels, axis=0)  # HxW -> HxWx3
 
 
 def _text_records(
@@ -188,15 +190,16 @@ def synth_image(config: SynthConfig, index: int, rec: _Records) -> None:
         required = HOLDOUT_COMBOS[index % len(HOLDOUT_COMBOS)]
     rng = np.random.default_rng([config.seed, stream, index])
     scene = sample_scene(rng, size=config.size, excluded_combos=excluded, required_combo=required)
-    objects, panoptic_png = _segment_records(scene, image_id, config.size, rec)
+    objects, panoptic_png = _segment_records(scene, image_id, rec)
     _text_records(objects, image_id, config.split, rng, rec)
     file_name = f"{image_id:012d}.png"
     rec.images.append(
         {"id": image_id, "file_name": file_name, "height": config.size, "width": config.size}
     )
-    atomic_write_bytes(config.out / "images" / config.split / file_name, _png_bytes(scene.image, 0))
+    # Noisy pictures are stored uncompressed (they barely compress); panoptic PNGs are flat.
+    atomic_write_bytes(config.out / "images" / config.split / file_name, encode_png(scene.image, 0))
     atomic_write_bytes(
-        config.out / f"panoptic_{config.split}" / file_name, _png_bytes(panoptic_png, 1)
+        config.out / f"panoptic_{config.split}" / file_name, encode_png(panoptic_png, 1)
     )
 
 
