@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from pycocotools import mask as mask_utils
 
 from findvl.data.coco import (
@@ -27,11 +26,11 @@ from findvl.data.findbench import (
     read_entity,
     write_entity,
 )
+from findvl.data.reference_vision import tiny_vision_embedder
 from findvl.data.references import (
     AppearanceEmbedder,
     SegmentTable,
     reference_table,
-    tiny_vision_embedder,
     write_references,
 )
 from findvl.data.synth import SynthConfig, write_synth
@@ -268,19 +267,24 @@ def test_nearest_reference_hand_case() -> None:
 
 
 def test_embedders_shapes_and_determinism() -> None:
-    image = torch.randint(0, 256, (3, 40, 56), dtype=torch.uint8)
-    masks = torch.zeros(3, 40, 56, dtype=torch.bool)
+    image = np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    masks = np.zeros((3, 40, 56), dtype=bool)
     masks[0, :20] = True
     masks[1, 20:, 30:] = True
     masks[2, 5, 5] = True  # a single pixel still gets an embedding
     for embedder in (AppearanceEmbedder(), tiny_vision_embedder(0)):
         out = embedder(image, masks)
-        assert out.shape[0] == 3 and torch.isfinite(out).all()
-        assert torch.equal(out, embedder(image, masks))
-    assert torch.equal(tiny_vision_embedder(0)(image, masks), tiny_vision_embedder(0)(image, masks))
-    assert not torch.equal(
+        assert out.shape[0] == 3 and out.dtype == np.float32 and np.isfinite(out).all()
+        assert np.array_equal(out, embedder(image, masks))
+    assert np.array_equal(
+        tiny_vision_embedder(0)(image, masks), tiny_vision_embedder(0)(image, masks)
+    )
+    assert not np.array_equal(
         tiny_vision_embedder(0)(image, masks), tiny_vision_embedder(1)(image, masks)
     )
+    colour = AppearanceEmbedder()(image, masks)[:, :3]
+    assert np.allclose(colour[0], image[:20].reshape(-1, 3).mean(0) / 255, atol=1e-5)
+    assert np.allclose(colour[2], image[5, 5] / 255, atol=1e-6)
 
 
 def test_write_references_with_vision_embedder(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from findvl.cli import data as data_cli
 from findvl.data.coco import read_captions, read_instances, read_panoptic, read_refs
 from findvl.data.dataset import DatasetPaths, load_dataset
 from findvl.data.findbench import parse_markup, read_entity
+from findvl.data.references import AppearanceEmbedder, write_references
 from findvl.data.stats import entity_stats
 from findvl.data.synth import SynthConfig, write_synth
 from findvl.data.synth_shapes import ShapeSpec, compose, sample_scene, shape_stamp
@@ -310,3 +311,13 @@ def test_scene_labels_masks_and_occlusion() -> None:
     assert labels[20, 30] == 2 and labels[20, 10] == 1 and labels[45, 45] == 0
     assert (labels == 2).sum() == stamps[1].area, "the top shape is fully visible"
     assert (labels == 1).sum() < stamps[0].area, "the bottom one is partly hidden"
+
+
+def test_references_in_memory_equal_recomputed_from_files(world: Path, tmp_path: Path) -> None:
+    for suffix in ("", "_long"):
+        written = read_entity(world / f"annotations/entity_val{suffix}.json")
+        out = tmp_path / f"recomputed{suffix}.json"
+        again = write_references(
+            world, "val", AppearanceEmbedder(), suffix=suffix, out=out, progress=False
+        )
+        assert again == written

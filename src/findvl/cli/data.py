@@ -71,9 +71,11 @@ def _add_references(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_references(args: argparse.Namespace) -> int:
-    from findvl.data.references import AppearanceEmbedder, tiny_vision_embedder, write_references
+    from findvl.data.references import AppearanceEmbedder, write_references
 
     if args.embedder == "tiny":
+        from findvl.data.reference_vision import tiny_vision_embedder
+
         embedder = tiny_vision_embedder(args.seed)
     else:
         embedder = AppearanceEmbedder()

@@ -2,94 +2,52 @@
 
 A :class:`SegmentEmbedder` maps an image and its segment masks to one vector per segment; the
 reference of a phrase is the segment of another image, of the same category, whose embedding has
-the highest cosine similarity with the phrase's segment (``prob`` = that similarity).
+the highest cosine similarity with the phrase's segment (``prob`` = that similarity). This module
+is numpy only; embedders built on a vision encoder live in :mod:`findvl.data.reference_vision`.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
 from findvl.data.coco import PanopticImage, read_panoptic
 from findvl.data.dataset import DatasetPaths
 from findvl.data.findbench import EntityFile, EntityPhrase, Reference, read_entity, write_entity
-from findvl.encoders.preprocess import preprocess_images
-from findvl.encoders.vision import TinyBackbone, VisionEncoder
+
+# Similarities are computed for at most this many (query, candidate) pairs at a time.
+_BLOCK_PAIRS = 1 << 22
 
 
 class SegmentEmbedder(Protocol):
-    """``(image uint8 [3,H,W], masks bool [N,H,W]) -> [N,D] float`` embeddings."""
+    """``(image uint8 [H,W,3], masks bool [N,H,W]) -> [N,D]`` float32 embeddings."""
 
-    def __call__(self, image: torch.Tensor, masks: torch.Tensor) -> torch.Tensor: ...
+    def __call__(self, image: np.ndarray, masks: np.ndarray) -> np.ndarray: ...
 
 
 class AppearanceEmbedder:
     """Hand-made appearance features: mean and std colour, sqrt of the area fraction, how much
     of its box the segment fills, and the box aspect ratio (D = 9). Deterministic, no weights."""
 
-    def __call__(self, image: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        pixels = image.numpy().reshape(3, -1).astype(np.float32) / 255.0  # 3xHxW -> 3xHW
-        m = masks.numpy()
-        weights = m.reshape(m.shape[0], -1).astype(np.float32)  # NxHxW -> NxHW
+    def __call__(self, image: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        pixels = image.reshape(-1, 3).astype(np.float32) / 255.0  # HxWx3 -> HWx3
+        weights = masks.reshape(masks.shape[0], -1).astype(np.float32)  # NxHxW -> NxHW
         area = np.maximum(weights.sum(1), 1.0)
-        mean = weights @ pixels.T / area[:, None]  # Nx3
-        std = np.sqrt(np.maximum(weights @ (pixels**2).T / area[:, None] - mean**2, 0.0))
-        box_h = np.maximum(m.any(2).sum(1), 1)
-        box_w = np.maximum(m.any(1).sum(1), 1)
+        mean = weights @ pixels / area[:, None]  # Nx3
+        std = np.sqrt(np.maximum(weights @ pixels**2 / area[:, None] - mean**2, 0.0))
+        box_h = np.maximum(masks.any(2).sum(1), 1)
+        box_w = np.maximum(masks.any(1).sum(1), 1)
         shape = np.stack(
             [np.sqrt(area / weights.shape[1]), area / (box_h * box_w), np.log(box_w / box_h)],
             axis=1,
         )
-        return torch.from_numpy(np.concatenate([mean, std, shape], axis=1).astype(np.float32))
-
-
-class VisionSegmentEmbedder:
-    """Mean-pools one feature level of a :class:`VisionEncoder` under each mask.
-
-    Masks are area-downsampled to the feature grid (a weighted average); a mask too small to
-    leave any weight falls back to its max-pooled footprint.
-
-    Args:
-        encoder: the vision encoder (used in eval mode, without gradients).
-        level: which output level to pool, e.g. "res3".
-    """
-
-    def __init__(self, *, encoder: VisionEncoder, level: str = "res3") -> None:
-        names = [lv.name for lv in encoder.levels]
-        if level not in names:
-            raise ValueError(f"level: {level!r} is not one of the encoder's levels {names}")
-        self.encoder = encoder.eval()
-        self.level = level
-
-    @torch.no_grad()
-    def __call__(self, image: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        batch = preprocess_images([image], self.encoder.norm)
-        features = self.encoder.forward_features(batch.pixels)[self.level][0]  # CxhxW'
-        (vh, vw), (ph, pw) = batch.sizes[0], batch.pixels.shape[-2:]
-        m = F.interpolate(masks[:, None].float(), size=(vh, vw), mode="nearest")
-        m = F.pad(m, (0, pw - vw, 0, ph - vh))  # Nx1xHxW, padded like the pixels
-        grid = features.shape[-2:]
-        weights = F.interpolate(m, size=grid, mode="area").flatten(1)  # Nxhw
-        empty = weights.sum(1) <= 0
-        if empty.any():
-            weights[empty] = F.adaptive_max_pool2d(m[empty], grid).flatten(1)
-        weights = weights / weights.sum(1, keepdim=True).clamp(min=1e-12)
-        return weights @ features.flatten(1).T  # Nxhw @ hwxC -> NxC
-
-
-def tiny_vision_embedder(seed: int = 0) -> VisionSegmentEmbedder:
-    """A :class:`VisionSegmentEmbedder` over a randomly initialised, seeded ``TinyBackbone``."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        encoder = TinyBackbone()
-    return VisionSegmentEmbedder(encoder=encoder, level="res3")
+        return np.concatenate([mean, std, shape], axis=1).astype(np.float32)
 
 
 @dataclass
@@ -113,74 +71,131 @@ class SegmentTable:
             int(c): np.flatnonzero(self.category_ids == c) for c in np.unique(self.category_ids)
         }
 
+    def __contains__(self, pair: tuple[int, int]) -> bool:
+        """Whether ``(image_id, segment_id)`` is a segment of the table."""
+        return pair in self._row_of
+
     def nearest(self, image_id: int, segment_id: int) -> Reference | None:
         """The most similar segment of the same category in another image (None if none).
 
         Raises:
             ValueError: ``segment_id`` is not a segment of image ``image_id``.
         """
-        row = self._row_of.get((image_id, segment_id))
-        if row is None:
-            raise ValueError(f"segment {segment_id} is not a segment of image {image_id}")
-        candidates = self._rows_of_category[int(self.category_ids[row])]
-        sims = self.embeddings[candidates] @ self.embeddings[row]
-        sims[self.image_ids[candidates] == image_id] = -np.inf
-        best = int(np.argmax(sims))
-        if not np.isfinite(sims[best]):
-            return None
-        return Reference(
-            int(self.image_ids[candidates[best]]),
-            int(self.segment_ids[candidates[best]]),
-            round(float(sims[best]), 6),  # as written to JSON
-        )
+        return self.nearest_many([(image_id, segment_id)])[0]
+
+    def nearest_many(self, queries: list[tuple[int, int]]) -> list[Reference | None]:
+        """:meth:`nearest` for many ``(image_id, segment_id)`` pairs, batched per category."""
+        rows = []
+        for image_id, segment_id in queries:
+            row = self._row_of.get((image_id, segment_id))
+            if row is None:
+                raise ValueError(f"segment {segment_id} is not a segment of image {image_id}")
+            rows.append(row)
+        by_category: dict[int, list[int]] = defaultdict(list)
+        for i, row in enumerate(rows):
+            by_category[int(self.category_ids[row])].append(i)
+        out: list[Reference | None] = [None] * len(rows)
+        for category, positions in by_category.items():
+            candidates = self._rows_of_category[category]
+            step = max(1, _BLOCK_PAIRS // len(candidates))
+            for start in range(0, len(positions), step):
+                block = positions[start : start + step]
+                query = np.array([rows[i] for i in block])
+                sims = self.embeddings[query] @ self.embeddings[candidates].T  # QxC
+                sims[self.image_ids[query][:, None] == self.image_ids[candidates][None]] = -np.inf
+                best = sims.argmax(1)
+                for i, b, sim in zip(block, best.tolist(), sims[np.arange(len(block)), best]):
+                    if np.isfinite(sim):
+                        match = candidates[b]
+                        out[i] = Reference(
+                            int(self.image_ids[match]),
+                            int(self.segment_ids[match]),
+                            round(float(sim), 6),  # as written to JSON
+                        )
+        return out
 
 
-def load_image(path: Path) -> torch.Tensor:
-    """An image file -> ``[3,H,W]`` uint8 RGB tensor."""
+class SegmentTableBuilder:
+    """Collects the segment embeddings of one image at a time into a :class:`SegmentTable`."""
+
+    def __init__(self, embedder: SegmentEmbedder) -> None:
+        self.embedder = embedder
+        self._ids: list[tuple[int, int, int]] = []
+        self._rows: list[np.ndarray] = []
+
+    def add(
+        self, image_id: int, image: np.ndarray, masks: np.ndarray, segments: list[tuple[int, int]]
+    ) -> None:
+        """Embed the segments of one image.
+
+        Args:
+            image: ``[H,W,3]`` uint8.
+            masks: ``[N,H,W]`` bool, one per segment.
+            segments: ``(segment_id, category_id)`` per mask.
+        """
+        if len(segments) != masks.shape[0]:
+            raise ValueError(f"image {image_id}: {len(segments)} segments, {len(masks)} masks")
+        if not segments:
+            return
+        self._rows.append(np.asarray(self.embedder(image, masks), dtype=np.float32))
+        self._ids += [(image_id, s, c) for s, c in segments]
+
+    def build(self) -> SegmentTable:
+        ids = np.array(self._ids, dtype=np.int64).reshape(-1, 3)
+        if self._rows:
+            embeddings = np.concatenate(self._rows)
+        else:
+            embeddings = np.zeros((0, 1), np.float32)
+        embeddings /= np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+        return SegmentTable(ids[:, 0], ids[:, 1], ids[:, 2], embeddings)
+
+
+def load_image(path: Path) -> np.ndarray:
+    """An image file -> ``[H,W,3]`` uint8 RGB."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such image")
-    with Image.open(path) as im:
-        return torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1)
+    try:
+        with Image.open(path) as im:
+            return np.array(im.convert("RGB"))
+    except OSError as error:
+        raise ValueError(f"{path}: not a readable image ({error})") from error
 
 
 def embed_segments(
     images: list[PanopticImage], embedder: SegmentEmbedder, *, progress: bool = True
 ) -> SegmentTable:
     """Embed every segment of every panoptic image."""
-    image_ids, segment_ids, category_ids, rows = [], [], [], []
+    builder = SegmentTableBuilder(embedder)
     for panoptic in tqdm(images, desc="embed segments", disable=not progress):
-        if not panoptic.segments:
-            continue
-        masks = torch.from_numpy(panoptic.load_masks())
-        rows.append(embedder(load_image(panoptic.image_path), masks).float().numpy())
-        for s in panoptic.segments:
-            image_ids.append(panoptic.image_id)
-            segment_ids.append(s.id)
-            category_ids.append(s.category_id)
-    embeddings = np.concatenate(rows).astype(np.float32) if rows else np.zeros((0, 1), np.float32)
-    embeddings /= np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
-    return SegmentTable(
-        np.array(image_ids, dtype=np.int64),
-        np.array(segment_ids, dtype=np.int64),
-        np.array(category_ids, dtype=np.int64),
-        embeddings,
-    )
+        if panoptic.segments:
+            builder.add(
+                panoptic.image_id,
+                load_image(panoptic.image_path),
+                panoptic.load_masks(),
+                [(s.id, s.category_id) for s in panoptic.segments],
+            )
+    return builder.build()
 
 
 def add_references(entity: EntityFile, table: SegmentTable, *, where: str = "entity") -> EntityFile:
     """A copy of ``entity`` whose phrases carry their nearest visual reference."""
-    spans = []
     for i, caption in enumerate(entity.captions):
-        try:
-            refs = [table.nearest(caption.image_id, s.segment_id) for s in caption.spans]
-        except ValueError as error:
-            raise ValueError(f"{where}: annotations[{i}]: {error}") from None
-        spans.append(
-            tuple(
-                EntityPhrase(s.segment_id, s.phrase, s.start, s.end, s.raw_start, r)
-                for s, r in zip(caption.spans, refs)
-            )
+        for span in caption.spans:
+            if (caption.image_id, span.segment_id) not in table:
+                raise ValueError(
+                    f"{where}: annotations[{i}]: segment {span.segment_id} is not a segment of"
+                    f" image {caption.image_id}"
+                )
+    found = iter(
+        table.nearest_many([(c.image_id, s.segment_id) for c in entity.captions for s in c.spans])
+    )
+    spans = [
+        tuple(
+            EntityPhrase(s.segment_id, s.phrase, s.start, s.end, s.raw_start, next(found))
+            for s in caption.spans
         )
+        for caption in entity.captions
+    ]
     return entity.with_spans(spans)
 
 

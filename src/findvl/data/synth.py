@@ -13,7 +13,6 @@ and the panoptic segment id. Every pixel belongs to a segment (no VOID).
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +23,12 @@ from tqdm import tqdm
 from findvl.data.findbench import EntityCaption, EntityFile, EntityImage, EntityPhrase, write_entity
 from findvl.data.jsonio import atomic_write_bytes, atomic_write_json
 from findvl.data.png import encode_png
+from findvl.data.references import (
+    AppearanceEmbedder,
+    SegmentTable,
+    SegmentTableBuilder,
+    add_references,
+)
 from findvl.data.synth_shapes import Scene, sample_scene
 from findvl.data.synth_text import (
     MarkedText,
@@ -79,11 +84,33 @@ def _entity(caption_id: int, image_id: int, text: MarkedText) -> EntityCaption:
     return EntityCaption(caption_id, image_id, text.sentence, text.sentence_raw, spans)
 
 
-@functools.lru_cache(maxsize=4)
-def _pixel_coordinates(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column index of every pixel, flattened: ``[H*W]`` float64 each."""
-    ys, xs = np.indices((height, width), dtype=np.float64)
-    return ys.ravel(), xs.ravel()
+def _geometry(labels: np.ndarray, count: int) -> dict[str, np.ndarray]:
+    """Area, tight box and centroid of the segments ``1..count`` of a uint8 label map, from a
+    per-row and a per-column histogram of the labels.
+
+    Returns:
+        ``[K]`` arrays: area, left, top, right, bottom (end exclusive), centre_y, centre_x.
+    """
+    height, width = labels.shape
+    stride = count + 1
+    rows = np.arange(height)[:, None] * stride + labels  # HxW keys row * stride + label
+    cols = np.arange(width)[None, :] * stride + labels
+    per_row = np.bincount(rows.ravel(), minlength=stride * height).reshape(height, stride)
+    per_col = np.bincount(cols.ravel(), minlength=stride * width).reshape(width, stride)
+    # KxH and KxW float64 counts (exact), contiguous for the reductions below
+    per_row = np.ascontiguousarray(per_row[:, 1:].T, dtype=np.float64)
+    per_col = np.ascontiguousarray(per_col[:, 1:].T, dtype=np.float64)
+    area = per_row.sum(1)
+    in_row, in_col = per_row > 0, per_col > 0
+    return {
+        "area": area.astype(np.int64),
+        "top": in_row.argmax(1),
+        "bottom": height - in_row[:, ::-1].argmax(1),
+        "left": in_col.argmax(1),
+        "right": width - in_col[:, ::-1].argmax(1),
+        "centre_y": per_row @ np.arange(height, dtype=np.float64) / area,
+        "centre_x": per_col @ np.arange(width, dtype=np.float64) / area,
+    }
 
 
 def _segment_records(
@@ -91,25 +118,21 @@ def _segment_records(
 ) -> tuple[list[TextObject], np.ndarray]:
     """Add the instance and panoptic records of one scene.
 
-    Areas, boxes and centroids of all segments come from one pass over the label map, and the
-    RLE masks of all things from one pycocotools call.
+    Areas, boxes and centroids come from two histograms of the label map, and the RLE masks
+    of all things from one pycocotools call.
 
     Returns:
         what the text generator needs per segment, and the ``[H,W,3]`` uint8 panoptic PNG.
     """
     height, width = scene.labels.shape
-    count = len(scene.segments)
-    masks = scene.masks()  # KxHxW
-    flat = scene.labels.ravel()
-    ys, xs = _pixel_coordinates(height, width)
-    area = np.bincount(flat, minlength=count + 1)[1:]
-    centre_y = np.bincount(flat, weights=ys, minlength=count + 1)[1:] / area
-    centre_x = np.bincount(flat, weights=xs, minlength=count + 1)[1:] / area
-    rows, cols = masks.any(2), masks.any(1)  # KxH, KxW
-    top, left = rows.argmax(1), cols.argmax(1)
-    bottom, right = height - rows[:, ::-1].argmax(1), width - cols[:, ::-1].argmax(1)
-    things = [k for k, s in enumerate(scene.segments) if s.isthing]
-    rles = mask_utils.encode(np.asfortranarray(masks[things].transpose(1, 2, 0).view(np.uint8)))
+    geometry = _geometry(scene.labels, len(scene.segments))
+    area, left, top = geometry["area"], geometry["left"], geometry["top"]
+    right, bottom = geometry["right"], geometry["bottom"]
+    things = sum(s.isthing for s in scene.segments)  # they come first
+    # [N,W,H] C-order masks of the transposed map are the [H,W,N] Fortran order RLE wants.
+    ks = np.arange(1, things + 1, dtype=np.uint8)
+    masks_t = np.equal(scene.labels.T[None], ks[:, None, None], order="C")
+    rles = mask_utils.encode(masks_t.view(np.uint8).transpose(2, 1, 0))
 
     segments_info, objects = [], []
     for k, segment in enumerate(scene.segments):
@@ -124,7 +147,7 @@ def _segment_records(
         }
         segments_info.append(info)
         spec = segment.spec
-        centre = (float(centre_y[k]) / height, float(centre_x[k]) / width)
+        centre = (float(geometry["centre_y"][k]) / height, float(geometry["centre_x"][k]) / width)
         name = CATEGORY_BY_ID[segment.category_id].name
         objects.append(
             TextObject(
@@ -132,7 +155,7 @@ def _segment_records(
             )
         )
         if segment.isthing:
-            rle = rles[k]  # things come first
+            rle = rles[k]
             rec.instances.append(
                 {
                     **info,
@@ -179,8 +202,11 @@ def _text_records(
     rec.entity_long.append(_entity(4 * image_id, image_id, entity_paragraph(objects, rng)))
 
 
-def synth_image(config: SynthConfig, index: int, rec: _Records) -> None:
-    """Draw image ``index`` of the split, write its PNGs and add its records."""
+def synth_image(
+    config: SynthConfig, index: int, rec: _Records, table: SegmentTableBuilder | None = None
+) -> None:
+    """Draw image ``index`` of the split, write its PNGs and add its records (and, with a
+    ``table``, the embeddings of its segments)."""
     offset, stream = SPLITS[config.split]
     image_id = offset + index + 1
     excluded, required = frozenset(), None
@@ -192,6 +218,9 @@ def synth_image(config: SynthConfig, index: int, rec: _Records) -> None:
     scene = sample_scene(rng, size=config.size, excluded_combos=excluded, required_combo=required)
     objects, panoptic_png = _segment_records(scene, image_id, rec)
     _text_records(objects, image_id, config.split, rng, rec)
+    if table is not None:
+        segments = [(s["id"], s["category_id"]) for s in rec.panoptic[-1]["segments_info"]]
+        table.add(image_id, scene.image, scene.masks(), segments)
     file_name = f"{image_id:012d}.png"
     rec.images.append(
         {"id": image_id, "file_name": file_name, "height": config.size, "width": config.size}
@@ -217,18 +246,12 @@ def write_synth(config: SynthConfig, *, progress: bool = True) -> dict[str, int]
     if config.images < 1 or config.size < 32:
         raise ValueError(f"images={config.images}, size={config.size}: need >= 1 and >= 32")
     rec = _Records()
+    # Val gets visual references, from the images and masks in memory (the same embeddings
+    # `findvl data references --embedder appearance` computes from the files).
+    table = SegmentTableBuilder(AppearanceEmbedder()) if config.split == "val" else None
     for index in tqdm(range(config.images), desc="synth", disable=not progress):
-        synth_image(config, index, rec)
-    _write_annotations(config, rec)
-    if config.split == "val":
-        from findvl.data.references import AppearanceEmbedder, reference_table, write_references
-
-        embedder = AppearanceEmbedder()
-        table = reference_table(config.out, config.split, embedder, progress=progress)
-        for suffix in ("", "_long"):
-            write_references(
-                config.out, config.split, embedder, suffix=suffix, table=table, progress=progress
-            )
+        synth_image(config, index, rec, table)
+    _write_annotations(config, rec, None if table is None else table.build())
     return {
         "images": len(rec.images),
         "segments": sum(len(p["segments_info"]) for p in rec.panoptic),
@@ -238,7 +261,7 @@ def write_synth(config: SynthConfig, *, progress: bool = True) -> dict[str, int]
     }
 
 
-def _write_annotations(config: SynthConfig, rec: _Records) -> None:
+def _write_annotations(config: SynthConfig, rec: _Records, table: SegmentTable | None) -> None:
     ann, split = config.out / "annotations", config.split
     categories = synth_categories_json()
     things = [c for c in categories if c["isthing"]]
@@ -255,5 +278,8 @@ def _write_annotations(config: SynthConfig, rec: _Records) -> None:
     )
     atomic_write_json(ann / f"refs_{split}.json", rec.refs)
     images = [EntityImage(r["id"], r["file_name"], r["height"], r["width"]) for r in rec.images]
-    write_entity(ann / f"entity_{split}.json", EntityFile(images, rec.entity))
-    write_entity(ann / f"entity_{split}_long.json", EntityFile(images, rec.entity_long))
+    for suffix, entities in (("", rec.entity), ("_long", rec.entity_long)):
+        entity = EntityFile(images, entities)
+        if table is not None:
+            entity = add_references(entity, table)
+        write_entity(ann / f"entity_{split}{suffix}.json", entity)

@@ -6,6 +6,7 @@ the centroids of the visible masks (spatial relations).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -54,8 +55,11 @@ def describe(obj: TextObject, attributes: tuple[str, ...]) -> str:
 
 
 def _matches(obj: TextObject, target: TextObject, attributes: tuple[str, ...]) -> bool:
-    return obj.category == target.category and all(
-        getattr(obj, a) == getattr(target, a) for a in attributes
+    """Whether ``obj`` fits the description of ``target`` by its category and ``attributes``."""
+    return (
+        obj.category == target.category
+        and ("colour" not in attributes or obj.colour == target.colour)
+        and ("size" not in attributes or obj.size == target.size)
     )
 
 
@@ -67,14 +71,14 @@ def holds(relation: str, a: TextObject, b: TextObject) -> bool:
         "right of": dx > RELATION_MARGIN,
         "above": dy < -RELATION_MARGIN,
         "below": dy > RELATION_MARGIN,
-        "next to": float(np.hypot(dx, dy)) < NEXT_TO_DISTANCE,
+        "next to": math.hypot(dx, dy) < NEXT_TO_DISTANCE,
     }[relation]
 
 
 def main_relation(a: TextObject, b: TextObject) -> str:
     """The most salient relation of ``a`` to ``b``."""
     dy, dx = a.centre[0] - b.centre[0], a.centre[1] - b.centre[1]
-    if np.hypot(dx, dy) < NEXT_TO_DISTANCE and max(abs(dx), abs(dy)) < 2 * RELATION_MARGIN:
+    if math.hypot(dx, dy) < NEXT_TO_DISTANCE and max(abs(dx), abs(dy)) < 2 * RELATION_MARGIN:
         return "next to"
     if abs(dx) >= abs(dy):
         return "left of" if dx < 0 else "right of"
@@ -86,7 +90,9 @@ _ATTRIBUTE_SETS = ((), ("colour",), ("size",), ("size", "colour"))
 
 def unique_attributes(target: TextObject, things: list[TextObject]) -> tuple[str, ...] | None:
     """The smallest attribute set that tells ``target`` apart from the other things, if any."""
-    others = [o for o in things if o.segment_id != target.segment_id]
+    others = [
+        o for o in things if o.category == target.category and o.segment_id != target.segment_id
+    ]
     for attributes in _ATTRIBUTE_SETS:
         if not any(_matches(o, target, attributes) for o in others):
             return attributes
