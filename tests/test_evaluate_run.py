@@ -8,7 +8,7 @@ import pytest
 import torch
 from tests.test_evaluate_world import tiny_model, tiny_world
 
-from findvl.evaluation import evaluate_run
+from findvl.evaluation.runner import evaluate_run
 
 PERCENT_KEYS = {
     "panoptic": ("PQ", "SQ", "RQ", "PQ_things", "PQ_stuff"),

@@ -1,6 +1,8 @@
 """One-way imports: the model never imports training, evaluation, data, app or CLI code."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,3 +47,16 @@ def test_encoders_do_not_import_the_model():
     for path in _files("encoders"):
         bad = [n for n in _imports(path) if n.startswith("findvl.model")]
         assert not bad, f"{path.relative_to(SRC)} imports {bad}"
+
+
+def test_command_line_starts_without_torch() -> None:
+    """``findvl -h`` and ``findvl data synth`` must not pay for importing torch."""
+    code = (
+        "import sys\n"
+        "from findvl.cli import build_parser\n"
+        "build_parser()\n"
+        "import findvl.data.synth\n"
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

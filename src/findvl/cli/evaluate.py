@@ -10,10 +10,10 @@ import argparse
 import json
 from pathlib import Path
 
+from findvl.evaluation.tasks import TASKS
+
 
 def register(parser: argparse.ArgumentParser) -> None:
-    from findvl.evaluation.runner import TASKS
-
     add_run_arguments(parser)
     parser.add_argument(
         "--tasks", nargs="+", choices=TASKS, default=list(TASKS), help="tasks to run (all)"

@@ -202,7 +202,12 @@ def _text_records(
     rec.entity_long.append(_entity(4 * image_id, image_id, entity_paragraph(objects, rng)))
 
 
-def synth_image(
+def _image_dirs(config: SynthConfig) -> tuple[Path, Path]:
+    """The picture and panoptic PNG directories of the split."""
+    return config.out / "images" / config.split, config.out / f"panoptic_{config.split}"
+
+
+def _synth_image(
     config: SynthConfig, index: int, rec: _Records, table: SegmentTableBuilder | None = None
 ) -> None:
     """Draw image ``index`` of the split, write its PNGs and add its records (and, with a
@@ -226,10 +231,9 @@ def synth_image(
         {"id": image_id, "file_name": file_name, "height": config.size, "width": config.size}
     )
     # Noisy pictures are stored uncompressed (they barely compress); panoptic PNGs are flat.
-    atomic_write_bytes(config.out / "images" / config.split / file_name, encode_png(scene.image, 0))
-    atomic_write_bytes(
-        config.out / f"panoptic_{config.split}" / file_name, encode_png(panoptic_png, 1)
-    )
+    image_dir, panoptic_dir = _image_dirs(config)
+    atomic_write_bytes(image_dir / file_name, encode_png(scene.image, 0), make_parents=False)
+    atomic_write_bytes(panoptic_dir / file_name, encode_png(panoptic_png, 1), make_parents=False)
 
 
 def write_synth(config: SynthConfig, *, progress: bool = True) -> dict[str, int]:
@@ -245,12 +249,14 @@ def write_synth(config: SynthConfig, *, progress: bool = True) -> dict[str, int]
         raise ValueError(f"split: expected one of {sorted(SPLITS)}, got {config.split!r}")
     if config.images < 1 or config.size < 32:
         raise ValueError(f"images={config.images}, size={config.size}: need >= 1 and >= 32")
+    for directory in _image_dirs(config):
+        directory.mkdir(parents=True, exist_ok=True)
     rec = _Records()
     # Val gets visual references, from the images and masks in memory (the same embeddings
     # `findvl data references --embedder appearance` computes from the files).
     table = SegmentTableBuilder(AppearanceEmbedder()) if config.split == "val" else None
     for index in tqdm(range(config.images), desc="synth", disable=not progress):
-        synth_image(config, index, rec, table)
+        _synth_image(config, index, rec, table)
     _write_annotations(config, rec, None if table is None else table.build())
     return {
         "images": len(rec.images),

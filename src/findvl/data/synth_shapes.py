@@ -259,18 +259,21 @@ def _sample_spec(
     excluded: frozenset[tuple[str, str]],
     combo: tuple[str, str] | None,
 ) -> ShapeSpec:
+    """Draw one object. All its choices come from one call for seven uniforms (a scene draws
+    up to eight objects, and each generator call costs more than the arithmetic)."""
+    u = rng.random(7).tolist()
     if combo is not None:
         colour, shape = combo
     else:
-        shape = THING_CATEGORIES[rng.integers(len(THING_CATEGORIES))].name
+        shape = THING_CATEGORIES[int(u[0] * len(THING_CATEGORIES))].name
         allowed = [c for c in COLOURS if (c, shape) not in excluded]
-        colour = allowed[rng.integers(len(allowed))]
-    category_id = _THING_ID[shape]
-    size = _SIZE_NAMES[rng.integers(len(_SIZE_NAMES))]
-    radius = SIZES[size] * side * rng.uniform(0.9, 1.1)
-    centre = tuple(float(v) for v in rng.uniform(0.5 * radius, side - 0.5 * radius, size=2))
-    angle = float(rng.uniform(-np.pi / 8, np.pi / 8))
-    return ShapeSpec(category_id, shape, colour, size, centre, float(radius), angle)
+        colour = allowed[int(u[1] * len(allowed))]
+    size = _SIZE_NAMES[int(u[2] * len(_SIZE_NAMES))]
+    radius = SIZES[size] * side * (0.9 + 0.2 * u[3])
+    low, high = 0.5 * radius, side - 0.5 * radius
+    centre = (low + (high - low) * u[4], low + (high - low) * u[5])
+    angle = (u[6] - 0.5) * np.pi / 4  # within +-22.5 degrees
+    return ShapeSpec(_THING_ID[shape], shape, colour, size, centre, radius, angle)
 
 
 _THING_ID = {c.name: c.id for c in THING_CATEGORIES}

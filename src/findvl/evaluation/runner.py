@@ -23,8 +23,7 @@ from findvl.evaluation.grounding import GroundingWriter, run_refs
 from findvl.evaluation.interactive import InteractiveTask
 from findvl.evaluation.interleave import InterleaveTask
 from findvl.evaluation.retrieval import RetrievalTask
-
-TASKS = ("generic", "grounding", "interactive", "retrieval", "interleave", "long", "baselines")
+from findvl.evaluation.tasks import TASKS
 
 
 @dataclass(frozen=True)
