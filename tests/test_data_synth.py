@@ -321,3 +321,32 @@ def test_references_in_memory_equal_recomputed_from_files(world: Path, tmp_path:
             world, "val", AppearanceEmbedder(), suffix=suffix, out=out, progress=False
         )
         assert again == written
+
+
+def test_existing_split_is_refused_or_replaced(tmp_path: Path) -> None:
+    root, fresh = tmp_path / "root", tmp_path / "fresh"
+    write_synth(SynthConfig(root, 5, seed=1, size=48), progress=False)
+    before = _digest(root)
+    with pytest.raises(FileExistsError, match="train split already exists"):
+        write_synth(SynthConfig(root, 3, seed=2, size=48), progress=False)
+    assert _digest(root) == before, "a refused run changes nothing"
+    write_synth(SynthConfig(root, 5, seed=1, size=48, split="val"), progress=False)
+    write_synth(SynthConfig(root, 3, seed=2, size=48), overwrite=True, progress=False)
+    assert len(list((root / "images/train").iterdir())) == 3, "stale images are gone"
+    assert len(list((root / "images/val").iterdir())) == 5, "other splits are kept"
+    write_synth(SynthConfig(fresh, 3, seed=2, size=48), progress=False)
+    train = {k: v for k, v in _digest(root).items() if "train" in k}
+    assert train == _digest(fresh)
+
+
+def test_interrupted_split_has_no_panoptic_json(tmp_path: Path, monkeypatch) -> None:
+    import findvl.data.synth as synth
+
+    def fail(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(synth, "write_entity", fail)
+    with pytest.raises(KeyboardInterrupt):
+        write_synth(SynthConfig(tmp_path, 2, seed=0, size=48), progress=False)
+    assert (tmp_path / "images/train").is_dir()
+    assert not (tmp_path / "annotations/panoptic_train.json").exists()

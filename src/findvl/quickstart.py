@@ -58,10 +58,13 @@ def make_world(cfg: QuickstartConfig, progress: bool = True) -> Path:
         marker = root / "annotations" / f"panoptic_{split}.json"
         if marker.exists():
             continue
+        # Written last by write_synth: without it the split is absent or was interrupted, and
+        # the quickstart owns its data folder.
         write_synth(
             SynthConfig(
                 out=root, images=n, seed=seed, size=cfg.size, split=split, holdout_combos=True
             ),
+            overwrite=True,
             progress=progress,
         )
     return root

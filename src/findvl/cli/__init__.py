@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result = args.func(args)
-    except (CliError, FileNotFoundError, ValueError) as error:
+    except (CliError, FileNotFoundError, FileExistsError, ValueError) as error:
         print(f"findvl {args.command}: error: {error}", file=sys.stderr)
         return 2
     return int(result or 0)

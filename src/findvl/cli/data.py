@@ -19,6 +19,9 @@ def _add_synth(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="keep the held-out colour x shape pairs out of train and show them in val",
     )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the split if it already exists"
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -33,7 +36,7 @@ def _run_synth(args: argparse.Namespace) -> int:
         split=args.split,
         holdout_combos=args.holdout_combos,
     )
-    counts = write_synth(config, progress=not args.no_progress)
+    counts = write_synth(config, overwrite=args.overwrite, progress=not args.no_progress)
     print(json.dumps(counts, sort_keys=True))
     return 0
 

@@ -25,16 +25,10 @@ def json_bytes(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def atomic_write_bytes(path: str | Path, data: bytes, *, make_parents: bool = True) -> None:
-    """Write ``data`` to a temporary file next to ``path`` and rename it over ``path``.
-
-    Args:
-        make_parents: create missing parent directories first (callers writing many files
-            into one directory create it once and pass False).
-    """
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file next to ``path`` and rename it over ``path``."""
     path = Path(path)
-    if make_parents:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:

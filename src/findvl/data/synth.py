@@ -13,6 +13,7 @@ and the panoptic segment id. Every pixel belongs to a segment (no VOID).
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
 from findvl.data.findbench import EntityCaption, EntityFile, EntityImage, EntityPhrase, write_entity
-from findvl.data.jsonio import atomic_write_bytes, atomic_write_json
+from findvl.data.jsonio import atomic_write_json
 from findvl.data.png import encode_png
 from findvl.data.references import (
     AppearanceEmbedder,
@@ -207,6 +208,44 @@ def _image_dirs(config: SynthConfig) -> tuple[Path, Path]:
     return config.out / "images" / config.split, config.out / f"panoptic_{config.split}"
 
 
+def split_outputs(out: Path, split: str) -> list[Path]:
+    """Every path a split writes under ``out``: two PNG directories and seven JSON files."""
+    ann = out / "annotations"
+    names = ("instances", "panoptic", "captions", "refs", "entity")
+    return [
+        out / "images" / split,
+        out / f"panoptic_{split}",
+        *(ann / f"{name}_{split}.json" for name in names),
+        ann / f"entity_{split}_long.json",
+    ]
+
+
+def _prepare_output(config: SynthConfig, overwrite: bool) -> None:
+    """Refuse to mix with an existing split (or, with ``overwrite``, delete it first), then
+    create the empty PNG directories."""
+    existing = [
+        p
+        for p in split_outputs(config.out, config.split)
+        if p.is_file() or (p.is_dir() and any(p.iterdir()))
+    ]
+    if existing and not overwrite:
+        raise FileExistsError(
+            f"{existing[0]}: the {config.split} split already exists in {config.out};"
+            " choose another output or pass --overwrite (overwrite=True) to replace it"
+        )
+    for path in existing:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    for directory in _image_dirs(config):
+        directory.mkdir(parents=True, exist_ok=True)
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    """Create ``path`` (which must not exist) with ``data``. The directories are fresh, and
+    the annotation files, which make a split readable, are written last."""
+    with open(path, "xb") as f:
+        f.write(data)
+
+
 def _synth_image(
     config: SynthConfig, index: int, rec: _Records, table: SegmentTableBuilder | None = None
 ) -> None:
@@ -232,15 +271,23 @@ def _synth_image(
     )
     # Noisy pictures are stored uncompressed (they barely compress); panoptic PNGs are flat.
     image_dir, panoptic_dir = _image_dirs(config)
-    atomic_write_bytes(image_dir / file_name, encode_png(scene.image, 0), make_parents=False)
-    atomic_write_bytes(panoptic_dir / file_name, encode_png(panoptic_png, 1), make_parents=False)
+    _write_new(image_dir / file_name, encode_png(scene.image, 0))
+    _write_new(panoptic_dir / file_name, encode_png(panoptic_png, 1))
 
 
-def write_synth(config: SynthConfig, *, progress: bool = True) -> dict[str, int]:
+def write_synth(
+    config: SynthConfig, *, overwrite: bool = False, progress: bool = True
+) -> dict[str, int]:
     """Synthesise ``config.images`` images and write every annotation file.
 
     On the val split the entity files get visual references (see
-    :func:`findvl.data.references.add_references`) from an appearance embedder.
+    :func:`findvl.data.references.add_references`) from an appearance embedder. Annotation
+    files are written last, each atomically, ``panoptic_{split}.json`` the very last: a split
+    interrupted half-way lacks it.
+
+    Args:
+        overwrite: delete the split's existing files (:func:`split_outputs`) first; without
+            it an existing split raises ``FileExistsError`` and is left untouched.
 
     Returns:
         counts of what was written (images, segments, captions, refs, entity captions).
@@ -249,8 +296,7 @@ def write_synth(config: SynthConfig, *, progress: bool = True) -> dict[str, int]
         raise ValueError(f"split: expected one of {sorted(SPLITS)}, got {config.split!r}")
     if config.images < 1 or config.size < 32:
         raise ValueError(f"images={config.images}, size={config.size}: need >= 1 and >= 32")
-    for directory in _image_dirs(config):
-        directory.mkdir(parents=True, exist_ok=True)
+    _prepare_output(config, overwrite)
     rec = _Records()
     # Val gets visual references, from the images and masks in memory (the same embeddings
     # `findvl data references --embedder appearance` computes from the files).
@@ -268,16 +314,14 @@ def write_synth(config: SynthConfig, *, progress: bool = True) -> dict[str, int]
 
 
 def _write_annotations(config: SynthConfig, rec: _Records, table: SegmentTable | None) -> None:
+    """Write the JSON files, each atomically; ``panoptic_{split}.json`` comes last, so its
+    presence marks a complete split."""
     ann, split = config.out / "annotations", config.split
     categories = synth_categories_json()
     things = [c for c in categories if c["isthing"]]
     atomic_write_json(
         ann / f"instances_{split}.json",
         {"images": rec.images, "annotations": rec.instances, "categories": things},
-    )
-    atomic_write_json(
-        ann / f"panoptic_{split}.json",
-        {"images": rec.images, "annotations": rec.panoptic, "categories": categories},
     )
     atomic_write_json(
         ann / f"captions_{split}.json", {"images": rec.images, "annotations": rec.captions}
@@ -289,3 +333,7 @@ def _write_annotations(config: SynthConfig, rec: _Records, table: SegmentTable |
         if table is not None:
             entity = add_references(entity, table)
         write_entity(ann / f"entity_{split}{suffix}.json", entity)
+    atomic_write_json(
+        ann / f"panoptic_{split}.json",
+        {"images": rec.images, "annotations": rec.panoptic, "categories": categories},
+    )
