@@ -22,7 +22,6 @@ from findvl.data.findbench import (
     EntityImage,
     EntityPhrase,
     Reference,
-    parse_markup,
     read_entity,
     write_entity,
 )
@@ -34,6 +33,7 @@ from findvl.data.references import (
     write_references,
 )
 from findvl.data.synth import SynthConfig, write_synth
+from findvl.encoders.markup import parse_markup
 from findvl.panoptic_ids import id2rgb, rgb2id
 
 
@@ -93,12 +93,12 @@ def _entity_record() -> dict:
     }
 
 
-def test_parse_markup() -> None:
-    sentence, spans = parse_markup(_entity_record()["annotations"][0]["sentence_raw"])
-    assert sentence == "A red circle is left of the grass."
-    assert [(s.segment_id, s.phrase, s.start, s.end, s.raw_start) for s in spans] == [
-        (17, "A red circle", 0, 12, 0),
-        (18, "the grass", 24, 33, 30),
+def test_parse_markup_of_an_entity_record() -> None:
+    parsed = parse_markup(_entity_record()["annotations"][0]["sentence_raw"])
+    assert parsed.text == "A red circle is left of the grass."
+    assert [(s.entity_id, s.start, s.end, s.raw_start) for s in parsed.spans] == [
+        (17, 0, 12, 0),
+        (18, 24, 33, 30),
     ]
 
 
@@ -107,11 +107,17 @@ def test_entity_read_write_round_trip(tmp_path: Path) -> None:
     path.write_text(json.dumps(_entity_record()))
     entity = read_entity(path)
     caption = entity.captions[0]
+    parsed = parse_markup(caption.sentence_raw)
     assert caption.spans == tuple(
         EntityPhrase(
-            s.segment_id, s.phrase, s.start, s.end, s.raw_start, caption.spans[i].reference
+            s.entity_id,
+            parsed.text[s.start : s.end],
+            s.start,
+            s.end,
+            s.raw_start,
+            caption.spans[i].reference,
         )
-        for i, s in enumerate(parse_markup(caption.sentence_raw)[1])
+        for i, s in enumerate(parsed.spans)
     )
     assert caption.spans[1].segment_id == 18  # string ids are cast
     assert caption.spans[1].reference == Reference(2, 33, 0.9)

@@ -13,7 +13,7 @@ import pytest
 from findvl.cli import data as data_cli
 from findvl.data.coco import read_captions, read_instances, read_panoptic, read_refs
 from findvl.data.dataset import DatasetPaths, load_dataset
-from findvl.data.findbench import parse_markup, read_entity
+from findvl.data.findbench import read_entity
 from findvl.data.references import AppearanceEmbedder, write_references
 from findvl.data.stats import entity_stats
 from findvl.data.synth import SynthConfig, write_synth
@@ -24,6 +24,7 @@ from findvl.data.synth_world import (
     SYNTH_CATEGORIES,
     synth_categories_json,
 )
+from findvl.encoders.markup import parse_markup
 
 
 @pytest.fixture(scope="module")
@@ -90,10 +91,10 @@ def test_markup_matches_offsets(world: Path, name: str) -> None:
     entity = read_entity(world / f"annotations/{name}.json")
     assert entity.captions
     for caption in entity.captions:
-        sentence, spans = parse_markup(caption.sentence_raw)
-        assert sentence == caption.sentence
-        assert [(s.segment_id, s.phrase, s.start, s.end, s.raw_start) for s in spans] == [
-            (s.segment_id, s.phrase, s.start, s.end, s.raw_start) for s in caption.spans
+        parsed = parse_markup(caption.sentence_raw)
+        assert parsed.text == caption.sentence
+        assert [(s.entity_id, s.start, s.end, s.raw_start) for s in parsed.spans] == [
+            (s.segment_id, s.start, s.end, s.raw_start) for s in caption.spans
         ]
         for span in caption.spans:
             assert caption.sentence[span.start : span.end] == span.phrase

@@ -25,7 +25,8 @@ def test_parse_every_occurrence_and_entities_at_both_ends() -> None:
         "twice",
     ]
     assert [s.entity_id for s in parsed.spans] == [3, 7, 3, 12]
-    assert parsed.spans[0] == EntitySpan(3, 0, 5) and parsed.spans[-1].end == len(parsed.text)
+    assert [s.raw_start for s in parsed.spans] == [0, 18, 35, 49]
+    assert parsed.spans[0] == EntitySpan(3, 0, 5, 0) and parsed.spans[-1].end == len(parsed.text)
 
 
 def test_parse_unicode_and_plain_text() -> None:

@@ -15,13 +15,10 @@ same-category segment of another image (``prob``: cosine similarity of their emb
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from findvl.data.jsonio import atomic_write_json, get_field, get_int, get_list, load_json
-
-MARKUP = re.compile(r"\[(\d+)\]<(.*?)>")
 
 
 @dataclass(frozen=True)
@@ -84,20 +81,6 @@ class EntityFile:
         """A copy whose captions get new spans (one tuple per caption, same order)."""
         captions = [replace(c, spans=s) for c, s in zip(self.captions, spans, strict=True)]
         return EntityFile(images=list(self.images), captions=captions)
-
-
-def parse_markup(sentence_raw: str) -> tuple[str, list[EntityPhrase]]:
-    """``"[12]<a cat> sleeps"`` -> ``("a cat sleeps", [EntityPhrase(12, "a cat", 0, 5, 0)])``."""
-    sentence, spans, last = "", [], 0
-    for match in MARKUP.finditer(sentence_raw):
-        sentence += sentence_raw[last : match.start()]
-        start = len(sentence)
-        sentence += match.group(2)
-        spans.append(
-            EntityPhrase(int(match.group(1)), match.group(2), start, len(sentence), match.start())
-        )
-        last = match.end()
-    return sentence + sentence_raw[last:], spans
 
 
 def _read_reference(record: dict, where: str) -> Reference | None:

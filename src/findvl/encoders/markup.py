@@ -17,11 +17,13 @@ MARKUP_CHARS = "[]<>"
 
 @dataclass(frozen=True)
 class EntitySpan:
-    """One marked phrase: ``text[start:end]`` belongs to entity ``entity_id``."""
+    """One marked phrase: ``text[start:end]`` belongs to entity ``entity_id``; its markup
+    ``[id]<...>`` starts at ``raw[raw_start]``."""
 
     entity_id: int
     start: int
     end: int
+    raw_start: int
 
 
 @dataclass(frozen=True)
@@ -80,8 +82,9 @@ def parse_markup(raw: str) -> ParsedMarkup:
             raise _error(raw, i, f"unbalanced {char!r}")
         pieces.append(raw[plain_start:i])
         length += i - plain_start
+        raw_start = i
         entity_id, phrase, i = _parse_entity(raw, i)
-        spans.append(EntitySpan(entity_id, length, length + len(phrase)))
+        spans.append(EntitySpan(entity_id, length, length + len(phrase), raw_start))
         pieces.append(phrase)
         length += len(phrase)
         plain_start = i
