@@ -85,13 +85,23 @@ def _entity(caption_id: int, image_id: int, text: MarkedText) -> EntityCaption:
     return EntityCaption(caption_id, image_id, text.sentence, text.sentence_raw, spans)
 
 
-def _geometry(labels: np.ndarray, count: int) -> dict[str, np.ndarray]:
-    """Area, tight box and centroid of the segments ``1..count`` of a uint8 label map, from a
-    per-row and a per-column histogram of the labels.
+@dataclass(frozen=True)
+class _Geometry:
+    """Per segment ``k = 1..K`` of a label map, ``[K]`` arrays: pixel count, tight box
+    ``[left, right) x [top, bottom)`` and centroid in pixels."""
 
-    Returns:
-        ``[K]`` arrays: area, left, top, right, bottom (end exclusive), centre_y, centre_x.
-    """
+    area: np.ndarray
+    left: np.ndarray
+    top: np.ndarray
+    right: np.ndarray
+    bottom: np.ndarray
+    centre_y: np.ndarray
+    centre_x: np.ndarray
+
+
+def _geometry(labels: np.ndarray, count: int) -> _Geometry:
+    """:class:`_Geometry` of the segments ``1..count`` of a uint8 label map, from one per-row
+    and one per-column histogram of the labels."""
     height, width = labels.shape
     stride = count + 1
     rows = np.arange(height)[:, None] * stride + labels  # HxW keys row * stride + label
@@ -103,15 +113,15 @@ def _geometry(labels: np.ndarray, count: int) -> dict[str, np.ndarray]:
     per_col = np.ascontiguousarray(per_col[:, 1:].T, dtype=np.float64)
     area = per_row.sum(1)
     in_row, in_col = per_row > 0, per_col > 0
-    return {
-        "area": area.astype(np.int64),
-        "top": in_row.argmax(1),
-        "bottom": height - in_row[:, ::-1].argmax(1),
-        "left": in_col.argmax(1),
-        "right": width - in_col[:, ::-1].argmax(1),
-        "centre_y": per_row @ np.arange(height, dtype=np.float64) / area,
-        "centre_x": per_col @ np.arange(width, dtype=np.float64) / area,
-    }
+    return _Geometry(
+        area=area.astype(np.int64),
+        left=in_col.argmax(1),
+        top=in_row.argmax(1),
+        right=width - in_col[:, ::-1].argmax(1),
+        bottom=height - in_row[:, ::-1].argmax(1),
+        centre_y=per_row @ np.arange(height, dtype=np.float64) / area,
+        centre_x=per_col @ np.arange(width, dtype=np.float64) / area,
+    )
 
 
 def _segment_records(
@@ -126,9 +136,7 @@ def _segment_records(
         what the text generator needs per segment, and the ``[H,W,3]`` uint8 panoptic PNG.
     """
     height, width = scene.labels.shape
-    geometry = _geometry(scene.labels, len(scene.segments))
-    area, left, top = geometry["area"], geometry["left"], geometry["top"]
-    right, bottom = geometry["right"], geometry["bottom"]
+    g = _geometry(scene.labels, len(scene.segments))
     things = sum(s.isthing for s in scene.segments)  # they come first
     # [N,W,H] C-order masks of the transposed map are the [H,W,N] Fortran order RLE wants.
     ks = np.arange(1, things + 1, dtype=np.uint8)
@@ -138,17 +146,22 @@ def _segment_records(
     segments_info, objects = [], []
     for k, segment in enumerate(scene.segments):
         segment_id = SEGMENTS_PER_IMAGE * image_id + k + 1
-        bbox = [int(left[k]), int(top[k]), int(right[k] - left[k]), int(bottom[k] - top[k])]
+        bbox = [
+            int(g.left[k]),
+            int(g.top[k]),
+            int(g.right[k] - g.left[k]),
+            int(g.bottom[k] - g.top[k]),
+        ]
         info = {
             "id": segment_id,
             "category_id": segment.category_id,
-            "area": int(area[k]),
+            "area": int(g.area[k]),
             "bbox": bbox,
             "iscrowd": 0,
         }
         segments_info.append(info)
         spec = segment.spec
-        centre = (float(geometry["centre_y"][k]) / height, float(geometry["centre_x"][k]) / width)
+        centre = (float(g.centre_y[k]) / height, float(g.centre_x[k]) / width)
         name = CATEGORY_BY_ID[segment.category_id].name
         objects.append(
             TextObject(
