@@ -2,9 +2,14 @@
 
     python benchmarks/eval_speed.py --images 100 --size 128
     python benchmarks/eval_speed.py --data /data/coco  # + GT-vs-GT PQ on annotations/panoptic_*
+    python benchmarks/eval_speed.py --evaluate --images 100 --size 64 --threads 2
 
 Generated data: per image a few rectangles of 3 categories (panoptic PNG, label PNG, RLE masks),
 predictions = ground truth with jitter. Retrieval: 5 captions per image.
+
+``--evaluate`` times ``evaluate_run`` end to end instead (every task, as the quickstart calls
+it): a synthetic val split (``findvl data synth --holdout-combos``) and an untrained
+``find_tiny`` model; the metrics' digest tells whether two code versions give the same numbers.
 """
 
 from __future__ import annotations
@@ -122,13 +127,52 @@ def coco_panoptic(data: Path, workers: int) -> dict[str, float]:
     return {"file": gt_json.name, "images": num, "images_per_s": num / seconds}
 
 
+def evaluate_speed(images: int, size: int, threads: int | None, seed: int = 1) -> dict:
+    """Wall time of ``evaluate_run`` (all tasks) on a synthetic val split, tiny model."""
+    import hashlib
+
+    import torch
+
+    from findvl.build import build_preset
+    from findvl.data.synth import SynthConfig, write_synth
+    from findvl.evaluation.runner import evaluate_run
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "world"
+        config = SynthConfig(root, images, seed, size=size, split="val", holdout_combos=True)
+        write_synth(config, progress=False)
+        model = build_preset("find_tiny")
+        start, cpu = time.perf_counter(), time.process_time()
+        result = evaluate_run(
+            model, None, None, root, "val", seed=seed, progress=False, interactive_objects=2
+        )
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    digest = hashlib.sha256(json.dumps(result, sort_keys=True).encode()).hexdigest()[:16]
+    return {
+        "images": images,
+        "size": size,
+        "threads": torch.get_num_threads(),
+        "evaluate_seconds": seconds,
+        "cpu_seconds": cpu,  # all threads; spin-waiting threads count too
+        "images_per_s": images / seconds,
+        "metrics_sha256": digest,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=100)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--workers", type=int, default=4, help="panoptic reader threads")
     parser.add_argument("--data", type=Path, default=None, help="COCO-style folder (optional)")
+    parser.add_argument("--evaluate", action="store_true", help="time evaluate_run end to end")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (--evaluate)")
     args = parser.parse_args()
+    if args.evaluate:
+        print(json.dumps(evaluate_speed(args.images, args.size, args.threads), indent=1))
+        return
     n = args.images
     report: dict[str, object] = {"images": n, "size": args.size}
     with tempfile.TemporaryDirectory() as tmp:

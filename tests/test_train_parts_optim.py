@@ -107,3 +107,24 @@ def test_clip_grad_norm_full_model():
     with pytest.raises(ValueError, match="not finite"):
         clip_grad_norm([a, b], 0.01, error_if_nonfinite=True)
     assert clip_grad_norm([nn.Parameter(torch.zeros(1))], 1.0).item() == 0.0
+
+
+def test_multi_tensor_adamw_equals_one_tensor_at_a_time():
+    models, opts = [], []
+    for multi in (True, False):
+        torch.manual_seed(0)
+        model = Toy()
+        models.append(model)
+        opts.append(build_optimizer(model, OptimizerConfig(lr=0.01, multi_tensor=multi)))
+    assert all(g["fused"] for g in opts[0].param_groups)  # CPU has fused kernels
+    assert not any(g["foreach"] or g["fused"] for g in opts[1].param_groups)
+    for step in range(3):
+        for model, opt in zip(models, opts):
+            torch.manual_seed(step)
+            x = torch.randint(0, 10, (4,))
+            loss = (model.gn(model.norm(model.proj(model.embed(x))).T[None]) ** 2).sum()
+            (loss * model.logit_scale.exp()).backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+    for a, b in zip(*(m.state_dict().values() for m in models)):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)

@@ -55,7 +55,9 @@ def find_focalt_config() -> ModelConfig:
     return ModelConfig(
         preset="find_focalt",
         vision=VisionConfig(kind="tiny", widths=(96, 192, 384, 768), trainable=False),
-        language=LanguageConfig(kind="tiny", dim=512, num_layers=2, trainable=False),
+        language=LanguageConfig(
+            kind="tiny", dim=512, num_layers=2, trainable=False, proj_init_std=0.02
+        ),
         pixel_decoder=PixelDecoderConfig(trainable=False),
         interface=InterfaceConfig(),
     )
@@ -87,8 +89,33 @@ def find_dinov2_clip_config() -> ModelConfig:
     )
 
 
+def find_synth_config() -> ModelConfig:
+    """The quickstart's model: find_tiny's interface over the project's own *pretrained, frozen*
+    foundation models (``findvl pretrain-encoders`` on the synthetic train split, shipped as
+    Hugging Face directories): a CLIP-style ViT (patch 4 at 64 px: a stride-4 grid) and its
+    text tower. Only the pyramid, pixel decoder, interface and ``lang_proj`` train."""
+    return ModelConfig(
+        preset="find_synth",
+        vision=VisionConfig(
+            kind="hf",
+            path=f"{SHIPPED}synth-clip-vision",
+            longest_side=64,
+            pyramid_channels=64,
+            grid_stride=4,
+        ),
+        language=LanguageConfig(
+            kind="hf", path=f"{SHIPPED}synth-clip-text", layer=None, cache_entries=65536
+        ),
+        pixel_decoder=PixelDecoderConfig(
+            conv_dim=64, mask_dim=64, num_encoder_layers=1, num_heads=4, ffn_dim=128
+        ),
+        interface=find_tiny_config().interface,
+    )
+
+
 PRESETS: dict[str, Callable[[], ModelConfig]] = {
     "find_tiny": find_tiny_config,
+    "find_synth": find_synth_config,
     "find_focalt": find_focalt_config,
     "find_sam_llama": find_sam_llama_config,
     "find_dinov2_clip": find_dinov2_clip_config,
@@ -112,6 +139,7 @@ def build_vision(cfg: VisionConfig) -> VisionEncoder:
             out_channels=cfg.pyramid_channels,
             longest_side=cfg.longest_side,
             dtype=cfg.dtype,
+            grid_stride=cfg.grid_stride,
         )
     else:
         raise ValueError(f"vision.kind={cfg.kind!r}: expected 'tiny' or 'hf'")
@@ -148,9 +176,20 @@ def build_language(cfg: LanguageConfig) -> LanguageEncoder:
     return encoder
 
 
+#: Prefix of a path naming an encoder shipped inside the package (``findvl/pretrained/NAME``).
+SHIPPED = "findvl:"
+
+
+def shipped_path(name: str) -> str:
+    """The directory of a shipped encoder (``findvl:NAME`` in configs)."""
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrained", name)
+
+
 def _require_path(path: str | None, field: str) -> str:
     if not path:
         raise ValueError(f"{field}: a local model directory is required")
+    if path.startswith(SHIPPED):
+        path = shipped_path(path[len(SHIPPED) :])
     if not os.path.isdir(path):
         raise FileNotFoundError(f"{field}: no directory at {path}")
     return path

@@ -16,6 +16,7 @@ class VisionConfig:
     longest_side: int | None = None  # resize images so the longer side is this (None: keep)
     pyramid_channels: int = 256  # hf only: channels of the (trainable) simple feature pyramid
     dtype: str = "fp32"  # hf only: compute dtype of the frozen backbone (fp32, bf16, fp16)
+    grid_stride: int = 16  # hf ViTs only: input pixels per patch (4/8 keep small images dense)
     trainable: bool = True  # tiny only; a pretrained (hf) backbone is always frozen
 
 
@@ -29,7 +30,11 @@ class LanguageConfig:
     dim: int = 64  # tiny encoder width
     num_layers: int = 1  # tiny encoder depth
     trainable: bool = True  # tiny only; a pretrained (hf) language model is always frozen
-    proj_init_std: float = 0.02  # init std of lang_proj (official 0.02 suits LLaMA-scale features)
+    # init std of lang_proj; None: 1/sqrt(feature dim), so unit-variance token features project
+    # to unit-variance tokens, as large as the learned queries they are added to and attended
+    # by (0.02, the official value, is that rule for a ~2.5k-wide LLM; for a 64-wide encoder it
+    # makes every text token ~8x smaller than the queries and all captions/phrases look alike)
+    proj_init_std: float | None = None
     cache_entries: int = 0  # > 0: cache features of that many texts (frozen encoders only)
     cache_dir: str | None = None  # also keep cached text features on disk (safetensors)
 

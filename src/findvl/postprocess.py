@@ -10,6 +10,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+#: Minimum class score of a proposal kept by panoptic inference: the one value shared by
+#: evaluation, the quickstart report's pictures and ``findvl segment`` (``--threshold``).
+OBJECT_THRESHOLD = 0.8
+
 
 def to_original(
     masks: torch.Tensor,
@@ -50,7 +54,7 @@ def panoptic_inference(
     mask_logits: torch.Tensor,
     *,
     isthing: list[bool],
-    object_threshold: float = 0.8,
+    object_threshold: float = OBJECT_THRESHOLD,
     overlap_threshold: float = 0.8,
 ) -> PanopticResult:
     """Mask2Former panoptic merging.
@@ -59,7 +63,7 @@ def panoptic_inference(
         class_logits: ``[N,K+1]`` (last = no object).
         mask_logits: ``[N,H,W]`` on the output grid.
         isthing: per class, whether it is a thing (stuff segments of a class are merged).
-        object_threshold: minimum class score to keep a proposal.
+        object_threshold: minimum class score to keep a proposal (in ``[0, 1]``).
         overlap_threshold: minimum visible/original area ratio to keep a segment.
     """
     scores, labels = class_logits.softmax(-1).max(-1)

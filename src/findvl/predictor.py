@@ -18,7 +18,7 @@ from findvl.model.requests import (
     InterleaveSegmentation,
     VisualPrompt,
 )
-from findvl.postprocess import PanopticResult, panoptic_inference, to_original
+from findvl.postprocess import OBJECT_THRESHOLD, PanopticResult, panoptic_inference, to_original
 
 
 @dataclass
@@ -86,7 +86,7 @@ class FindPredictor:
         classes: list[str],
         *,
         isthing: list[bool] | None = None,
-        object_threshold: float = 0.8,
+        object_threshold: float = OBJECT_THRESHOLD,
         overlap_threshold: float = 0.8,
     ) -> PanopticResult:
         """Panoptic segmentation over the vocabulary ``classes`` (all things by default)."""

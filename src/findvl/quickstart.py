@@ -1,6 +1,10 @@
-"""The main job: generate the synthetic FIND-Bench, train ``find_tiny`` on all six tasks within a
-time budget, evaluate every task (plus zero-shot interleaved grounding and two baselines) and
-write a report with pictures.
+"""The main job: generate the synthetic FIND-Bench, train the FIND interface on all six tasks
+within a time budget, evaluate every task (plus zero-shot interleaved grounding and two
+baselines) and write a report with pictures.
+
+As in the paper, the foundation models are pretrained and frozen (``find_synth``: the encoders
+``findvl pretrain-encoders`` made on the synthetic train split, shipped with the package); the
+interface, pixel decoder, feature pyramid and ``lang_proj`` are trained.
 
 The number of steps is calibrated from the speed of the first steps (multi-step schedule: the
 early learning rates do not depend on the total) and recorded; ``--steps N`` reruns exactly.
@@ -20,7 +24,7 @@ from findvl.train.config import train_config
 from findvl.train.optim import ScheduleConfig, build_scheduler
 from findvl.train.trainer import Trainer
 
-#: Training settings of the quickstart (on top of the find_tiny preset).
+#: Training settings of the quickstart (on top of its preset).
 QUICKSTART_OVERRIDES = [
     "optim.lr=0.001",
     "optim.clip_grad_norm=1.0",
@@ -30,6 +34,7 @@ QUICKSTART_OVERRIDES = [
     "log_every=5",
     "checkpoint_every=100",
     "keep_last=2",
+    "data.workers=1",
 ]
 
 
@@ -39,6 +44,7 @@ class QuickstartConfig:
     minutes: float = 15.0  # total budget (synthesis + training + evaluation + report)
     seed: int = 0
     device: str = "cpu"
+    preset: str = "find_synth"  # frozen pretrained encoders; "find_tiny" trains them from scratch
     train_images: int = 3000
     val_images: int = 100
     size: int = 64
@@ -93,7 +99,7 @@ def train(
     overrides = [*QUICKSTART_OVERRIDES, f"data.root={json.dumps(str(root))}", *cfg.overrides]
     steps = cfg.steps or 10**6
     config = train_config(
-        "find_tiny",
+        cfg.preset,
         overrides,
         steps=steps,
         batch_size=cfg.batch_size,

@@ -1,23 +1,28 @@
-"""The quickstart report: paper-style tables and pictures (Markdown and HTML)."""
+"""The quickstart report: paper-style tables with chance levels, and pictures (Markdown, HTML)."""
 
 from __future__ import annotations
 
 import html
-import json
+import math
+import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image
+from markdown_it import MarkdownIt
 
-from findvl import viz
-from findvl.data.clicks import next_click
-from findvl.data.dataset import Sample, load_dataset
-from findvl.data.training import load_rgb
-from findvl.model.requests import Entity, InterleavedText, VisualPrompt, VisualReference
-from findvl.model.sampler import rasterize
+from findvl.data.dataset import load_dataset
+from findvl.postprocess import OBJECT_THRESHOLD
 from findvl.predictor import FindPredictor
+from findvl.report_pictures import (
+    curves,
+    grounding_pictures,
+    interactive_pictures,
+    interleave_pictures,
+    interleave_segmentation_pictures,
+    panoptic_pictures,
+)
 
 #: (section, [(column, metric path)]) laid out like the paper's Tables 3-4.
 TABLES = [
@@ -69,6 +74,26 @@ TABLES = [
     ),
 ]
 
+#: Grounding-format ground truth written by evaluation, per metrics section.
+GROUND_TRUTH_FILES = {
+    "grounding": "grounding_gt.json",
+    "interleave_segmentation": "interleave_gt.json",
+    "interleave_grounding_long": "interleave_long_gt.json",
+}
+
+CHANCE_NOTE = (
+    "*chance*: retrieval rows give the expected recall of a uniformly random ranking "
+    "(IR@K = K/N over N gallery images; TR@K from the number of captions of each image); "
+    "grounding rows give the trivial baseline that predicts the whole image for every "
+    "phrase or entity; — where there is no cheap baseline."
+)
+
+STYLE = (
+    "body{font-family:sans-serif;max-width:1600px;margin:auto;padding:1em}"
+    "table{border-collapse:collapse}th,td{border:1px solid #999;padding:4px 8px;"
+    "text-align:right}td:first-child{text-align:left}img{max-width:100%;image-rendering:pixelated}"
+)
+
 
 def lookup(metrics: dict, path: str):
     """``metrics["a"]["b"]`` for ``"a.b"``; keys may hold dots themselves (``"P@0.5"``)."""
@@ -88,195 +113,187 @@ def _fmt(value) -> str:
     return "–" if value is None else f"{value:.1f}" if isinstance(value, float) else str(value)
 
 
-def _image(sample: Sample) -> torch.Tensor:
-    return torch.from_numpy(load_rgb(sample.image_path).copy()).permute(2, 0, 1)
+def recall_chance(k: int, relevant: Sequence[int], gallery: int) -> float | None:
+    """Expected recall@``k`` (percent) of a uniformly random ranking of ``gallery`` items.
+
+    ``relevant[q]`` is the number of relevant items of query ``q``; the query is a hit when one
+    of them ranks in the top ``k``: ``1 - C(G - r, k) / C(G, k)``. ``None`` without queries.
+    """
+    if gallery <= 0 or not any(r > 0 for r in relevant):
+        return None
+    total = math.comb(gallery, min(k, gallery))
+    hits = [1 - math.comb(max(0, gallery - r), k) / total for r in relevant if r > 0]
+    return 100.0 * sum(hits) / len(hits)
 
 
-def panoptic_pictures(predictor, samples, vocab, out: Path) -> Path:
-    tiles = []
-    for s in samples:
-        predictor.set_image(_image(s))
-        res = predictor.segment(vocab.names, isthing=vocab.isthing, object_threshold=0.5)
-        masks = (
-            np.stack([(res.segmentation == g["id"]).numpy() for g in res.segments])
-            if res.segments
-            else np.zeros((0, *res.segmentation.shape), bool)
-        )
-        labels = [vocab.names[g["category"]] for g in res.segments]
-        tiles.append(
-            viz.captioned(viz.overlay(_image(s), masks, labels=labels), f"image {s.image_id}")
-        )
-    return viz.save(viz.grid(tiles, 4), out / "panoptic.png")
+def full_image_baseline(areas: Sequence[int], sizes: Sequence[int]) -> dict[str, float | None]:
+    """cIoU / mIoU / P@0.5 (percent) of predicting the whole image for every entity.
+
+    ``areas[i]``: ground-truth pixels of entity ``i``; ``sizes[i]``: pixels of its image (the
+    union with a whole-image prediction), so the IoU is ``areas[i] / sizes[i]``.
+    """
+    a, s = np.asarray(areas, np.float64), np.asarray(sizes, np.float64)
+    if a.size == 0:
+        return {"cIoU": None, "mIoU": None, "P@0.5": None}
+    iou = a / s
+    return {
+        "cIoU": 100.0 * float(a.sum() / s.sum()),
+        "mIoU": 100.0 * float(iou.mean()),
+        "P@0.5": 100.0 * float((iou >= 0.5).mean()),
+    }
 
 
-def grounding_pictures(predictor, samples, out: Path) -> Path:
-    tiles = []
-    for s in samples:
-        if not s.refs:
-            continue
-        phrase = s.refs[0].sentences[0].sent
-        predictor.set_image(_image(s))
-        res = predictor.ground([phrase])
-        tiles.append(viz.captioned(viz.overlay(_image(s), res.masks), phrase, width=200))
-    return viz.save(viz.grid(tiles, 4), out / "grounding.png")
+def chance_levels(
+    metrics: dict,
+    *,
+    captions_per_image: Sequence[int],
+    full_image: dict[str, dict[str, float | None]],
+) -> dict[str, float | None]:
+    """Metric path of :data:`TABLES` -> chance level or trivial baseline (None: not known).
 
-
-def interactive_pictures(predictor, samples, out: Path) -> Path:
-    tiles = []
-    for s in samples:
-        masks = s.panoptic.load_masks()
-        things = [i for i, g in enumerate(s.panoptic.segments) if g.isthing]
-        if not things:
-            continue
-        gt = masks[things[0]]
-        click = next_click(gt)
-        prompt = VisualPrompt(rasterize(gt.shape, points=[(click.x, click.y)], radius=3))
-        predictor.set_image(_image(s))
-        res = predictor.click([prompt])
-        iou = float((res.masks[0].numpy() & gt).sum() / max(1, (res.masks[0].numpy() | gt).sum()))
-        pic = viz.draw_clicks(viz.overlay(_image(s), res.masks), [(click.y, click.x, True)])
-        tiles.append(viz.captioned(pic, f"1 click, IoU {100 * iou:.0f}"))
-    return viz.save(viz.grid(tiles, 4), out / "interactive.png")
-
-
-def _interleave_query(
-    sample: Sample, by_id: dict[int, Sample]
-) -> tuple[InterleavedText, list[Image.Image]] | None:
-    for cap in sample.entities:
-        entities, crops = [], []
-        for p in cap.spans:
-            ref = p.reference
-            if ref is not None and ref.image_id in by_id and not crops:
-                other = by_id[ref.image_id]
-                ids = [g.id for g in other.panoptic.segments]
-                if ref.annotation_id not in ids:
-                    continue
-                mask = other.panoptic.load_masks()[ids.index(ref.annotation_id)]
-                img = _image(other)
-                entities.append(
-                    Entity(
-                        p.start, p.end, VisualReference(img, VisualPrompt(torch.from_numpy(mask)))
-                    )
+    Args:
+        metrics: the evaluation results (gallery sizes are read from them).
+        captions_per_image: captions of each evaluated image (text retrieval).
+        full_image: section -> :func:`full_image_baseline` of its ground truth.
+    """
+    num_images = lookup(metrics, "meta.num_images") or len(captions_per_image)
+    out: dict[str, float | None] = {}
+    for _, cols in TABLES:
+        for _, path in cols:
+            section, name = re.fullmatch(r"(.+?)\.([A-Za-z]+(?:@[\d.]+)?)", path).groups()
+            recall = re.fullmatch(r"(IR|TR)@(\d+)", name)
+            if recall and recall[1] == "TR":
+                out[path] = recall_chance(
+                    int(recall[2]), captions_per_image, sum(captions_per_image)
                 )
-                ys, xs = np.nonzero(mask)
-                crop = Image.fromarray(viz.to_hwc(img)).crop(
-                    (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+            elif recall:
+                gallery = (
+                    lookup(metrics, f"{section}.num_gallery")
+                    or lookup(metrics, f"{section}.num_images")
+                    or num_images
                 )
-                crops.append(crop.resize((48, 48)))
+                out[path] = recall_chance(int(recall[2]), [1], gallery)
             else:
-                entities.append(Entity(p.start, p.end))
-        if crops:
-            return InterleavedText(cap.sentence, entities), crops
-    return None
+                out[path] = full_image.get(section, {}).get(name)
+    return out
 
 
-def interleave_pictures(predictor, samples, gallery, out: Path) -> Path:
-    by_id = {s.image_id: s for s in gallery}
-    embeddings = []
-    for s in gallery:
-        predictor.set_image(_image(s))
-        embeddings.append(predictor.embed_image())
-    bank = F.normalize(torch.stack(embeddings), dim=-1)
-    rows = []
-    for s in samples:
-        found = _interleave_query(s, by_id)
-        if found is None:
-            continue
-        query, crops = found
-        q = F.normalize(predictor.embed_query(query), dim=-1)
-        top = (bank @ q).topk(min(5, len(gallery))).indices.tolist()
-        thumbs = [crops[0].resize((64, 64))]
-        for j in top:
-            img = Image.fromarray(viz.to_hwc(_image(gallery[j]))).resize((64, 64))
-            if gallery[j].image_id == s.image_id:
-                img = viz.overlay(
-                    np.asarray(img), np.ones((1, 64, 64), bool), colors=[(0, 255, 0)], alpha=0.25
-                )
-            thumbs.append(img)
-        rows.append(viz.captioned(viz.grid(thumbs, len(thumbs), pad=2), query.text, width=6 * 70))
-        if len(rows) == 4:
-            break
-    return viz.save(viz.grid(rows, 1), out / "interleave_retrieval.png")
+def _full_image_of(path: Path) -> dict[str, float | None]:
+    """:func:`full_image_baseline` of a grounding-format ground-truth file ({} if absent)."""
+    if not path.is_file():
+        return {}
+    from pycocotools import mask as mask_utils
+
+    from findvl.eval.grounding import load_masks
+
+    rles = list(load_masks(path).values())
+    sizes = [int(r["size"][0]) * int(r["size"][1]) for r in rles]
+    return full_image_baseline([int(mask_utils.area(r)) for r in rles], sizes)
 
 
-def curves(run_dir: Path, out: Path) -> Path:
-    records = [
-        json.loads(line) for line in (run_dir / "train.jsonl").read_text().splitlines() if line
-    ]
-    keys = [
-        "class_ce",
-        "mask_dice",
-        "grounding_ce",
-        "spatial_ce",
-        "interleave_ce",
-        "retrieval",
-        "interleave_itc",
-    ]
-    series = {k: [(r["step"], r[k]) for r in records if k in r] for k in keys}
-    total = {"total": [(r["step"], r["total"]) for r in records]}
-    pic = viz.grid(
-        [viz.line_plot(total, title="total loss"), viz.line_plot(series, title="loss terms")], 2
-    )
-    return viz.save(pic, out / "training_curves.png")
-
-
-def tables_markdown(metrics: dict) -> str:
+def tables_markdown(metrics: dict, chance: dict[str, float | None] | None = None) -> str:
+    """One Markdown table per section of :data:`TABLES`: the model's row, then chance."""
     lines = []
     for title, cols in TABLES:
         lines += [
             f"### {title}",
             "",
-            "| " + " | ".join(c for c, _ in cols) + " |",
-            "|" + "---|" * len(cols),
+            "| | " + " | ".join(c for c, _ in cols) + " |",
+            "|---|" + "---:|" * len(cols),
+            "| model | " + " | ".join(_fmt(lookup(metrics, p)) for _, p in cols) + " |",
         ]
-        lines.append("| " + " | ".join(_fmt(lookup(metrics, p)) for _, p in cols) + " |")
+        if chance is not None:
+            values = [chance.get(p) for _, p in cols]
+            cells = ["—" if v is None else _fmt(float(v)) for v in values]
+            lines.append("| chance | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
 
 
-def write_report(out: Path, model, vocab, root: Path, metrics: dict, *, seed: int = 0) -> None:
-    """``report.md``, ``report.html`` and ``pictures/*.png`` under ``out``."""
-    pictures = out / "pictures"
+def render_html(markdown: str, *, title: str) -> str:
+    """A standalone HTML page of ``markdown`` (CommonMark + tables; raw HTML is escaped)."""
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown)
+    return (
+        f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{STYLE}</style></head>\n<body>\n{body}</body></html>\n"
+    )
+
+
+def _figures(predictor, samples, vocab, out: Path, threshold: float) -> list:
+    """``(title, explanation, path)`` of every picture."""
+    shown, pictures = samples[:8], out / "pictures"
+    pair = "The image, its ground truth and the prediction; the legend gives each colour's"
+    return [
+        (
+            "Panoptic segmentation",
+            f"{pair} class (segments with class score > {threshold:g}).",
+            panoptic_pictures(predictor, shown, vocab, pictures, threshold=threshold),
+        ),
+        (
+            "Grounded segmentation",
+            f"{pair} phrase, with the IoU of its mask.",
+            grounding_pictures(predictor, shown, pictures),
+        ),
+        (
+            "Interactive segmentation (one click)",
+            f"{pair} object; the green dot is the click.",
+            interactive_pictures(predictor, shown, vocab, pictures),
+        ),
+        (
+            "Interleaved segmentation",
+            f"{pair} entity (one is given by a visual reference from another image).",
+            interleave_segmentation_pictures(predictor, shown[:4], samples, pictures),
+        ),
+        (
+            "Interleaved retrieval",
+            "The visual reference (titled with the phrase it stands for), the target image "
+            "with its rank, then the top-5 images (green frame = the target).",
+            interleave_pictures(predictor, samples[:12], samples, pictures),
+        ),
+        (
+            "Training curves",
+            "The total loss and each loss term against the training step.",
+            curves(out / "run", pictures),
+        ),
+    ]
+
+
+def write_report(
+    out: Path,
+    model,
+    vocab,
+    root: Path,
+    metrics: dict,
+    *,
+    seed: int = 0,
+    eval_dir: Path | None = None,
+    threshold: float = OBJECT_THRESHOLD,
+) -> None:
+    """``report.md``, ``report.html`` and ``pictures/*.png`` under ``out``.
+
+    ``eval_dir`` holds the ground-truth files written by evaluation (default ``out/eval``),
+    used for the grounding baselines; ``threshold`` is the panoptic class-score threshold.
+    """
     samples = load_dataset(root, "val")
-    shown = samples[:8]
+    eval_dir = out / "eval" if eval_dir is None else eval_dir
+    chance = chance_levels(
+        metrics,
+        captions_per_image=[len(s.captions) for s in samples],
+        full_image={k: _full_image_of(eval_dir / f) for k, f in GROUND_TRUTH_FILES.items()},
+    )
     predictor = FindPredictor(model, seed=seed)
     with torch.no_grad():
-        figures = [
-            ("Panoptic segmentation", panoptic_pictures(predictor, shown, vocab, pictures)),
-            ("Grounded segmentation", grounding_pictures(predictor, shown, pictures)),
-            (
-                "Interactive segmentation (one click)",
-                interactive_pictures(predictor, shown, pictures),
-            ),
-            (
-                "Interleaved retrieval: reference crop, then the top-5 images (green = the target)",
-                interleave_pictures(predictor, samples[:12], samples, pictures),
-            ),
-            ("Training curves", curves(out / "run", pictures)),
-        ]
+        figures = _figures(predictor, samples, vocab, out, threshold)
     train = metrics.get("train", {})
-    head = (
-        f"# findvl quickstart\n\nfind_tiny trained for {train.get('minutes', 0):.1f} min "
+    preset = getattr(getattr(model, "config", None), "preset", "the model")
+    md = (
+        f"# findvl quickstart\n\n{preset} trained for {train.get('minutes', 0):.1f} min "
         f"({train.get('steps', 0)} steps, seed {metrics.get('seed')}) on the synthetic FIND-Bench; "
         "metrics on its val split, in percent (NoC in clicks).\n\n"
+        f"## Metrics\n\n{tables_markdown(metrics, chance)}\n{CHANCE_NOTE}\n\n## Pictures\n\n"
     )
-    md = head + tables_markdown(metrics) + "\n"
-    md += "\n".join(f"### {t}\n\n![{t}]({p.relative_to(out)})\n" for t, p in figures)
+    md += "\n".join(
+        f"### {t}\n\n{note}\n\n![{t}]({p.relative_to(out).as_posix()})\n" for t, note, p in figures
+    )
     (out / "report.md").write_text(md)
-    body = "".join(
-        f"<h3>{html.escape(t)}</h3><img src='{html.escape(str(p.relative_to(out)))}'>"
-        for t, p in figures
-    )
-    tables = "".join(
-        "<h3>{}</h3><table border=1 cellpadding=4><tr>{}</tr><tr>{}</tr></table>".format(
-            html.escape(title),
-            "".join(f"<th>{html.escape(c)}</th>" for c, _ in cols),
-            "".join(f"<td>{_fmt(lookup(metrics, p))}</td>" for _, p in cols),
-        )
-        for title, cols in TABLES
-    )
-    page = (
-        "<html><head><meta charset='utf-8'><title>findvl quickstart</title></head>"
-        f"<body><p>{html.escape(head)}</p>{tables}{body}</body></html>"
-    )
-    (out / "report.html").write_text(page)
+    (out / "report.html").write_text(render_html(md, title="findvl quickstart"))

@@ -20,6 +20,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prototypes": ("findvl.cli.prototypes", "list task prototypes and show their attention masks"),
     "info": ("findvl.cli.info", "load vision and language encoders and report their features"),
     "data": ("findvl.cli.data", "synthetic world, statistics, visual references, data engine"),
+    "pretrain-encoders": (
+        "findvl.cli.pretrain",
+        "pretrain the tiny vision and text foundation models on synthetic data",
+    ),
     "train": ("findvl.cli.train", "train the interface jointly on all six tasks"),
     "evaluate": ("findvl.cli.evaluate", "run a checkpoint on a dataset and report every task"),
     "eval": ("findvl.cli.eval", "evaluate predictions in standard formats"),

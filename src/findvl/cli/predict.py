@@ -16,9 +16,26 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu")
 
 
+def _unit_interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
+
+
 def register_segment(parser: argparse.ArgumentParser) -> None:
     _common(parser)
     parser.add_argument("--classes", nargs="+", help="vocabulary (default: the training classes)")
+    parser.add_argument(
+        "--threshold",
+        type=_unit_interval,
+        default=None,
+        help="minimum class score of a kept segment, in [0, 1] (default: "
+        "findvl.postprocess.OBJECT_THRESHOLD, the value evaluation and the report use)",
+    )
     parser.set_defaults(func=run_segment)
 
 
@@ -77,12 +94,15 @@ def _write(args, image, masks, labels, extra_clicks=None) -> None:
 
 
 def run_segment(args: argparse.Namespace) -> int:
+    from findvl.postprocess import OBJECT_THRESHOLD
+
     image, run, predictor = _load(args)
     classes = args.classes or run.class_names
     if not classes:
         raise ValueError("--classes: the checkpoint has no vocabulary; give class names")
     isthing = run.isthing if classes == run.class_names else None
-    result = predictor.segment(classes, isthing=isthing)
+    threshold = OBJECT_THRESHOLD if args.threshold is None else args.threshold
+    result = predictor.segment(classes, isthing=isthing, object_threshold=threshold)
     masks = [result.segmentation == s["id"] for s in result.segments]
     labels = [classes[s["category"]] for s in result.segments]
     import torch

@@ -18,6 +18,11 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=64, help="synthetic image side")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument(
+        "--preset",
+        default="find_synth",
+        help="model preset (find_synth: frozen pretrained encoders; find_tiny: from scratch)",
+    )
+    parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="training config override"
     )
     parser.add_argument("--no-progress", action="store_true")
@@ -36,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
         val_images=args.val_images,
         size=args.size,
         batch_size=args.batch_size,
+        preset=args.preset,
         steps=args.steps,
         overrides=tuple(args.set),
     )

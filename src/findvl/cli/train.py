@@ -9,7 +9,9 @@ from pathlib import Path
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--preset", default="find_tiny", help="model preset (find_tiny, find_focalt)"
+        "--preset",
+        default="find_tiny",
+        help="model preset (find_tiny, find_synth, find_focalt, find_sam_llama, find_dinov2_clip)",
     )
     parser.add_argument("--data", type=Path, required=True, help="dataset root")
     parser.add_argument("--split", default="train")

@@ -48,6 +48,9 @@ class TrainExample:
         entity_text: an entity caption; ``entity_spans`` character spans, ``entity_segments``,
             ``entity_strokes`` (a stroke on the entity's own object when the entity is given
             as a visual reference, else None).
+        prompt_negatives: per prompt, a ``[H,W]`` bool negative region or None.
+        previous: ``[H,W]`` mask logits of a previous interactive round (for the spatial
+            memory; set by correction rounds), or None.
     """
 
     image: torch.Tensor
@@ -63,6 +66,8 @@ class TrainExample:
     entity_spans: list[tuple[int, int]]
     entity_segments: list[int]
     entity_strokes: list[torch.Tensor | None]
+    prompt_negatives: list[torch.Tensor | None] | None = None
+    previous: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)

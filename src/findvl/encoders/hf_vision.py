@@ -35,13 +35,15 @@ from findvl.encoders.vision import VisionEncoder
 GRID_STRIDE = 16
 
 
-def resample_to_patch_grid(pixels: torch.Tensor, patch_size: int) -> torch.Tensor:
-    """``[B,3,H,W]`` -> ``[B,3,H/16*p,W/16*p]`` so a ``p``-pixel patch covers 16 input pixels."""
+def resample_to_patch_grid(
+    pixels: torch.Tensor, patch_size: int, stride: int = GRID_STRIDE
+) -> torch.Tensor:
+    """``[B,3,H,W]`` -> ``[B,3,H/s*p,W/s*p]`` so a ``p``-pixel patch covers ``s`` input pixels."""
     h, w = pixels.shape[-2:]
-    size = (h // GRID_STRIDE * patch_size, w // GRID_STRIDE * patch_size)
+    size = (h // stride * patch_size, w // stride * patch_size)
     if size == (h, w):
         return pixels
-    downscale = patch_size < GRID_STRIDE
+    downscale = patch_size < stride
     return F.interpolate(
         pixels, size=size, mode="bilinear", align_corners=False, antialias=downscale
     )
@@ -60,10 +62,13 @@ class FrozenViTEncoder(VisionEncoder):
 
     Args:
         backbone: the Hugging Face vision module (frozen here).
-        grid_channels: channels of the stride-16 grid the backbone produces.
+        grid_channels: channels of the grid the backbone produces.
         norm: the pixel preprocessing the backbone expects.
         out_channels: channels of every pyramid level.
         model_type: the ``model_type`` of the checkpoint, for reports.
+        grid_stride: input pixels per grid cell (16: ViT-B/16-style; 4 or 8 for small models
+            on small images, where a stride-16 grid would leave a few cells per image). The
+            image is resampled so one backbone patch covers ``grid_stride`` pixels (SAM: 16).
     """
 
     def __init__(
@@ -74,10 +79,14 @@ class FrozenViTEncoder(VisionEncoder):
         norm: ImageNorm,
         out_channels: int = 256,
         model_type: str,
+        grid_stride: int = GRID_STRIDE,
     ) -> None:
         super().__init__()
         self.backbone = backbone.requires_grad_(False).eval()
-        self.pyramid = SimpleFeaturePyramid(in_channels=grid_channels, out_channels=out_channels)
+        self.grid_stride = grid_stride
+        self.pyramid = SimpleFeaturePyramid(
+            in_channels=grid_channels, out_channels=out_channels, in_stride=grid_stride
+        )
         self.levels = self.pyramid.levels
         self.norm = norm
         self.model_type = model_type
@@ -93,7 +102,8 @@ class FrozenViTEncoder(VisionEncoder):
         return next(self.backbone.parameters()).dtype
 
     def grid(self, pixels: torch.Tensor) -> torch.Tensor:
-        """``[B,3,H,W]`` float32 normalised pixels -> ``[B,C,H/16,W/16]`` backbone features.
+        """``[B,3,H,W]`` float32 normalised pixels -> ``[B,C,H/s,W/s]`` backbone features
+        (``s = grid_stride``).
 
         Resampling happens in float32; the backbone input is cast to the backbone's dtype.
         """
@@ -135,7 +145,7 @@ class SamVisionAdapter(FrozenViTEncoder):
             pixel_values=x.to(self.backbone_dtype)
         ).last_hidden_state  # Bx256xS/pxS/p
         features = features[:, :, : math.ceil(xh / patch), : math.ceil(xw / patch)]
-        target = (h // GRID_STRIDE, w // GRID_STRIDE)
+        target = (h // self.grid_stride, w // self.grid_stride)
         if features.shape[-2:] != target:
             features = F.interpolate(features, size=target, mode="bilinear", align_corners=False)
         return features
@@ -149,12 +159,13 @@ class Dinov2Adapter(FrozenViTEncoder):
     """
 
     def grid(self, pixels: torch.Tensor) -> torch.Tensor:
-        x = resample_to_patch_grid(pixels, self.backbone.config.patch_size)
+        s = self.grid_stride
+        x = resample_to_patch_grid(pixels, self.backbone.config.patch_size, s)
         tokens = self.backbone(
             pixel_values=x.to(self.backbone_dtype)
         ).last_hidden_state  # Bx(1+R+hw)xC
         h, w = pixels.shape[-2:]
-        return tokens_to_grid(tokens, h // GRID_STRIDE, w // GRID_STRIDE)
+        return tokens_to_grid(tokens, h // s, w // s)
 
 
 class ClipVisionAdapter(FrozenViTEncoder):
@@ -165,8 +176,9 @@ class ClipVisionAdapter(FrozenViTEncoder):
     """
 
     def grid(self, pixels: torch.Tensor) -> torch.Tensor:
-        x = resample_to_patch_grid(pixels, self.backbone.config.patch_size)
+        s = self.grid_stride
+        x = resample_to_patch_grid(pixels, self.backbone.config.patch_size, s)
         out = self.backbone(pixel_values=x.to(self.backbone_dtype), interpolate_pos_encoding=True)
         tokens = out.last_hidden_state  # Bx(1+hw)xC
         h, w = pixels.shape[-2:]
-        return tokens_to_grid(tokens, h // GRID_STRIDE, w // GRID_STRIDE)
+        return tokens_to_grid(tokens, h // s, w // s)

@@ -122,6 +122,7 @@ def load_vision_encoder(
     out_channels: int = 256,
     longest_side: int | None = None,
     dtype: str | torch.dtype = "fp32",
+    grid_stride: int = 16,
 ) -> FrozenViTEncoder:
     """Load SAM / DINOv2 / CLIP vision weights from ``path`` as a frozen pyramid encoder.
 
@@ -132,6 +133,7 @@ def load_vision_encoder(
         longest_side: resize target of the preprocessing; default SAM's ``image_size``,
             else 1024.
         dtype: the backbone's dtype (the features are float32).
+        grid_stride: input pixels per backbone patch (16, or 4/8 for small images).
     """
     directory, config = read_model_config(path, role="vision")
     model_type, torch_dtype = config["model_type"], parse_dtype(dtype)
@@ -164,6 +166,7 @@ def load_vision_encoder(
         norm=image_norm_for(directory, family=family, longest_side=side),
         out_channels=out_channels,
         model_type=model_type,
+        grid_stride=grid_stride,
     )
 
 

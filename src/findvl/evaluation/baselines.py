@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from findvl.data.dataset import Sample
 from findvl.encoders.preprocess import preprocess_images
 from findvl.eval.retrieval import retrieval_metrics
+from findvl.evaluation.batching import TokenCounts
 from findvl.evaluation.common import SegmentMasks, interleaved_query, load_image, seed_for
 
 
@@ -82,7 +83,8 @@ class EmbeddingAverage:
         t = None if text is None else F.normalize(text @ pl, dim=-1)
         return v, t
 
-    def _images(self, images: list[torch.Tensor], masks: list[torch.Tensor] | None):
+    def _prepare(self, images: list[torch.Tensor], masks: list[torch.Tensor] | None):
+        """Pixels ``[B,3,H,W]`` of images batched together and their canvas masks ``[H,W]``."""
         batch = preprocess_images(images, self.model.vision.norm).to(self.model.device)
         canvas = []
         for b, (h, w) in enumerate(batch.sizes):
@@ -94,7 +96,10 @@ class EmbeddingAverage:
             )
             m[:h, :w] = region
             canvas.append(m)
-        return self._vision(batch.pixels, canvas)
+        return batch.pixels, canvas
+
+    def _images(self, images: list[torch.Tensor], masks: list[torch.Tensor] | None):
+        return self._vision(*self._prepare(images, masks))
 
     @property
     def _dims(self) -> tuple[int, int]:
@@ -103,12 +108,27 @@ class EmbeddingAverage:
     def update(self, features, batch: list[Sample]) -> None:
         """Embed the batch's images and its entity captions (``features`` unused: frozen only)."""
         del features
-        vision = self._images([load_image(s) for s in batch], None)
-        self._vision_dim = vision.shape[-1]
-        v, _ = self._project(vision, None)
-        self.images += list(v.cpu().numpy())
-        self.image_ids += [s.image_id for s in batch]
-        for sample in batch:
+        self.run([batch])
+
+    def run(
+        self,
+        batches: list[list[Sample]],
+        forward_pixels: int = 8 * 1024 * 1024,
+        tokens: TokenCounts | None = None,
+    ) -> None:
+        """Embed the images and entity captions of consecutive batches.
+
+        The images of a batch are encoded together, the references of each query together
+        (as a query by itself would); queries whose inputs pad alike share encoder calls.
+        """
+        for batch in batches:
+            vision = self._images([load_image(s) for s in batch], None)
+            self._vision_dim = vision.shape[-1]
+            v, _ = self._project(vision, None)
+            self.images += list(v.cpu().numpy())
+            self.image_ids += [s.image_id for s in batch]
+        queries = []
+        for sample in (s for batch in batches for s in batch):
             for caption in sample.entities:
                 if caption.spans:
                     query = interleaved_query(
@@ -118,20 +138,64 @@ class EmbeddingAverage:
                         segments=self.segments,
                         seed=self.seed,
                     )
-                    self.queries.append(self._query(query))
+                    queries.append(query)
                     self.query_images.append(sample.image_id)
                 self._count += 1
+        sentences = self._sentences(
+            [q.text.text for q in queries], tokens or TokenCounts(self.model)
+        )
+        references = self._references(queries, forward_pixels)
+        for text, vision in zip(sentences, references, strict=True):
+            parts = [self._project(None, text[None].cpu())[1][0]]
+            if vision is not None:
+                parts += list(self._project(vision.cpu(), None)[0])
+            self.queries.append(F.normalize(torch.stack(parts).mean(0), dim=-1).numpy())
 
-    def _query(self, query) -> np.ndarray:
-        tokens = self.model.language.encode([query.text.text])
-        mask = tokens.mask[0].float()
-        text = (tokens.features[0].float() * mask[:, None]).sum(0) / mask.sum().clamp_min(1)
-        parts = [self._project(None, text[None].cpu())[1][0]]
-        refs = [e.reference for e in query.text.entities if e.reference is not None]
-        if refs:
-            vision = self._images([r.image for r in refs], [r.prompt.positive for r in refs])
-            parts += list(self._project(vision.cpu(), None)[0])
-        return F.normalize(torch.stack(parts).mean(0), dim=-1).numpy()
+    def _sentences(
+        self, texts: list[str], tokens: TokenCounts, chunk: int = 256
+    ) -> list[torch.Tensor]:
+        """Mean token feature ``[D]`` per text; texts of one token count share encoder calls
+        (no padding, so each is encoded as by itself)."""
+        out: list[torch.Tensor | None] = [None] * len(texts)
+        counts = tokens(texts)
+        by_count: dict[int, list[int]] = {}
+        for i, n in enumerate(counts):
+            by_count.setdefault(n, []).append(i)
+        for group in by_count.values():
+            for start in range(0, len(group), chunk):
+                rows = group[start : start + chunk]
+                tokens = self.model.language.encode([texts[i] for i in rows])
+                for j, i in enumerate(rows):
+                    mask = tokens.mask[j].float()
+                    feats = tokens.features[j].float()
+                    out[i] = (feats * mask[:, None]).sum(0) / mask.sum().clamp_min(1)
+        return out  # type: ignore[return-value]
+
+    def _references(self, queries, forward_pixels: int) -> list[torch.Tensor | None]:
+        """Per query, pooled vision features ``[R,C]`` of its visual references (None: none).
+
+        The references of a query form one padded batch; batches of one canvas size go
+        through the encoder together, at most ``forward_pixels`` canvas pixels at a time.
+        """
+        prepared: list[tuple[torch.Tensor, list[torch.Tensor]] | None] = []
+        for query in queries:
+            refs = [e.reference for e in query.text.entities if e.reference is not None]
+            images, masks = [r.image for r in refs], [r.prompt.positive for r in refs]
+            prepared.append(self._prepare(images, masks) if refs else None)
+        out: list[torch.Tensor | None] = [None] * len(queries)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, p in enumerate(prepared):
+            if p is not None:
+                groups.setdefault(tuple(p[0].shape[-2:]), []).append(i)
+        for (h, w), members in groups.items():
+            sizes = [prepared[i][0].shape[0] for i in members]
+            for pack in _packs(sizes, max(1, forward_pixels // (h * w))):
+                part = [members[k] for k in pack]
+                pixels = torch.cat([prepared[i][0] for i in part])
+                vision = self._vision(pixels, [m for i in part for m in prepared[i][1]])
+                for i, rows in zip(part, vision.split([sizes[k] for k in pack]), strict=True):
+                    out[i] = rows
+        return out
 
     def metrics(self) -> dict:
         if not self.queries:
@@ -143,3 +207,16 @@ class EmbeddingAverage:
             scores, np.arange(len(self.queries)), gallery_index, text_retrieval=False
         )
         return {**result.recall, "num_queries": result.num_queries}
+
+
+def _packs(sizes: list[int], limit: int) -> list[list[int]]:
+    """Consecutive items in packs of at most ``limit`` in total (an item is never split)."""
+    packs: list[list[int]] = []
+    total = 0
+    for i, n in enumerate(sizes):
+        if not packs or total + n > limit:
+            packs.append([])
+            total = 0
+        packs[-1].append(i)
+        total += n
+    return packs

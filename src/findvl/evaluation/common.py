@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +64,27 @@ def load_image(sample: Sample) -> torch.Tensor:
     with Image.open(path) as image:
         array = np.asarray(image.convert("RGB"))
     return torch.from_numpy(array.copy()).permute(2, 0, 1)
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` intra-op CPU threads (None: as set), then restore.
+
+    Small CPU forwards are dominated by thread synchronisation, which gets much slower when
+    other processes share the cores; the thread count also changes float rounding, so runs
+    are bitwise comparable only at equal thread counts.
+    """
+    if threads is None:
+        yield
+        return
+    if threads < 1:
+        raise ValueError(f"threads must be positive, got {threads}")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def batches(samples: Sequence[Sample], batch_size: int) -> Iterator[list[Sample]]:

@@ -22,7 +22,8 @@ from findvl.eval.instances import evaluate_instances
 from findvl.eval.io import rle_to_json
 from findvl.eval.panoptic import evaluate_panoptic
 from findvl.eval.semantic import evaluate_semantic
-from findvl.evaluation.common import Vocabulary, output_dir
+from findvl.evaluation.batching import Chunk, Unit, run_units
+from findvl.evaluation.common import Vocabulary, generator, output_dir
 from findvl.model.requests import GenericSegmentation
 from findvl.panoptic_ids import id2rgb
 from findvl.postprocess import (
@@ -195,15 +196,44 @@ def _segment_json(sid, category_id, iscrowd, area, bbox=None) -> dict:
 
 
 def predict_generic(model, features, vocab: Vocabulary, generator) -> list[ImagePrediction]:
-    """One generic-segmentation forward on encoded images -> per-image predictions.
+    """One generic-segmentation forward on encoded images -> per-image predictions."""
+    out = model(features, [GenericSegmentation(list(vocab.names))], generator=generator)
+    return image_predictions(out, vocab, range(out.generic_segmentation.final.logits.shape[0]))
+
+
+def run_generic(model, chunk: Chunk, vocab: Vocabulary, writer: GenericWriter, seed: int) -> None:
+    """Generic segmentation of every image of ``chunk`` (few shared forwards); add to ``writer``.
+
+    Every image's forward is the same request, so the batches of a canvas size share forwards.
+    """
+    units = []
+    for batch in chunk.batches:
+        n = len(batch.samples)
+        units.append(
+            Unit(batch, list(range(n)), [None] * n, (), generator(seed, 0, batch.index, 0))
+        )
+    request = [GenericSegmentation(list(vocab.names))]
+
+    def requests(_) -> list[GenericSegmentation]:
+        return request
+
+    def collect(out, parts) -> list[list[ImagePrediction]]:
+        return [image_predictions(out, vocab, range(o, o + len(u.rows))) for u, o in parts]
+
+    for unit, preds in zip(units, run_units(model, chunk, units, requests, collect)):
+        for sample, pred in zip(unit.batch.samples, preds, strict=True):
+            writer.add(sample, pred, sample.panoptic.load_masks())
+
+
+def image_predictions(out, vocab: Vocabulary, rows) -> list[ImagePrediction]:
+    """Per-image predictions of rows ``rows`` of a generic-segmentation output.
 
     Mask2Former post-processing on the original image size; instance results keep thing
     classes only (as FIND does when panoptic evaluation is on).
     """
-    out = model(features, [GenericSegmentation(list(vocab.names))], generator=generator)
     final = out.generic_segmentation.final
     preds = []
-    for b in range(final.logits.shape[0]):
+    for b in rows:
         masks = to_original(
             final.masks[b],
             input_size=out.input_sizes[b],

@@ -1,7 +1,8 @@
 """Referring segmentation (refs) and the shared writer of grounding-format files.
 
 Each ref is evaluated with its **first** sentence (as the official evaluator does); all refs of
-an image go in one forward. Ground truth and predictions are written as grounding JSON
+an image go in one forward (one per batch; batches whose phrases pad alike share forwards).
+Ground truth and predictions are written as grounding JSON
 (``{"image_id", "entity_id", "segmentation"}`` with COCO RLE) and scored by
 :func:`findvl.eval.grounding.evaluate_grounding`, so ``findvl eval grounding`` gives the same.
 """
@@ -17,7 +18,8 @@ from findvl.data.dataset import Sample
 from findvl.data.jsonio import atomic_write_json
 from findvl.eval.grounding import evaluate_grounding
 from findvl.eval.io import rle_to_json
-from findvl.evaluation.common import SegmentMasks, masks_on_original
+from findvl.evaluation.batching import Chunk, TokenCounts, Unit, run_units
+from findvl.evaluation.common import SegmentMasks, generator, masks_on_original
 from findvl.model.requests import GroundedSegmentation
 
 #: Stands in for images without refs in a batch; its outputs are discarded.
@@ -68,26 +70,56 @@ def _image_refs(sample: Sample, segments: dict[int, np.ndarray]):
 
 def run_refs(
     model,
-    features,
-    batch: list[Sample],
+    chunk: Chunk,
     *,
     segments: SegmentMasks,
     writer: GroundingWriter,
-    generator,
+    seed: int,
+    tokens: TokenCounts,
 ) -> None:
-    """Ground every ref of the batch's images (first sentence each); add to ``writer``."""
-    per_image = [segments.of(s.panoptic) for s in batch]
-    refs = [_image_refs(s, m) for s, m in zip(batch, per_image, strict=True)]
-    if not any(refs):
-        return
-    phrases = [
-        [r.sentences[0].sent for r in image_refs] or [PLACEHOLDER_PHRASE] for image_refs in refs
-    ]
-    out = model(features, [GroundedSegmentation(phrases)], generator=generator)
+    """Ground every ref of the chunk's images (first sentence each); add to ``writer``.
+
+    One forward per batch in the plan; batches whose phrases pad alike share forwards.
+    """
+    pending = []
+    for batch in chunk.batches:
+        per_image = [segments.of(s.panoptic) for s in batch.samples]
+        refs = [_image_refs(s, m) for s, m in zip(batch.samples, per_image, strict=True)]
+        if any(refs):
+            pending.append((batch, per_image, refs))
+    tokens.prefetch(r.sentences[0].sent for *_, refs in pending for rs in refs for r in rs)
+    units = []
+    for batch, per_image, refs in pending:
+        phrases = [
+            [r.sentences[0].sent for r in image_refs] or [PLACEHOLDER_PHRASE] for image_refs in refs
+        ]
+        counts = [tokens(p) for p in phrases]
+        # padded lengths: all phrases (language encoder), per image (tokens, targets)
+        key = (max(map(max, counts)), max(map(sum, counts)), max(map(len, phrases)))
+        rows = list(range(len(batch.samples)))
+        gen = generator(seed, 1, batch.index, 0)
+        units.append(Unit(batch, rows, phrases, key, gen, info=(per_image, refs)))
+    for unit, preds in zip(units, run_units(model, chunk, units, _requests, _collect)):
+        per_image, refs = unit.info
+        for b, (sample, image_refs) in enumerate(zip(unit.batch.samples, refs, strict=True)):
+            for t, ref in enumerate(image_refs):
+                writer.add(sample.image_id, ref.ref_id, per_image[b][ref.ann_id], preds[b][t])
+
+
+def _requests(phrases: list[list[str]]) -> list[GroundedSegmentation]:
+    return [GroundedSegmentation(phrases)]
+
+
+def _collect(out, parts) -> list[list[np.ndarray | None]]:
+    """Per unit, per image, ``[T,H,W]`` masks of its refs (None: the image has none)."""
     best = out.grounded_segmentation.best_masks()  # BxTxhxw
-    for b, (sample, image_refs) in enumerate(zip(batch, refs, strict=True)):
-        if not image_refs:
-            continue
-        pred = masks_on_original(best[b, : len(image_refs)], out, b)
-        for t, ref in enumerate(image_refs):
-            writer.add(sample.image_id, ref.ref_id, per_image[b][ref.ann_id], pred[t])
+    preds = []
+    for unit, offset in parts:
+        _, refs = unit.info
+        preds.append(
+            [
+                masks_on_original(best[offset + b, : len(r)], out, offset + b) if r else None
+                for b, r in enumerate(refs)
+            ]
+        )
+    return preds

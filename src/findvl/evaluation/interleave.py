@@ -20,27 +20,39 @@ as text (interleaved grounding).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
+import torch
 
 from findvl.data.dataset import Sample
 from findvl.eval.interleave import interleave_scores
 from findvl.eval.retrieval import retrieval_metrics
+from findvl.evaluation.batching import (
+    Chunk,
+    ImageCanvas,
+    TokenCounts,
+    Unit,
+    batch_canvas,
+    run_units,
+)
 from findvl.evaluation.common import (
     InterleavedQuery,
     SegmentMasks,
+    generator,
     interleaved_query,
     masks_on_original,
     rounds,
 )
 from findvl.evaluation.grounding import GroundingWriter
+from findvl.evaluation.prompts import predraw
 from findvl.model.requests import (
     Entity,
     InterleavedText,
     InterleaveRetrieval,
     InterleaveSegmentation,
 )
+from findvl.model.slots import splice_visual_entities
 
 #: Stands in for images without entity captions in a batch; its outputs are discarded.
 PLACEHOLDER = InterleavedText("an object", [Entity(0, 9)])
@@ -110,6 +122,7 @@ class InterleaveTask:
     long: bool = False
     writer: GroundingWriter = field(default_factory=lambda: GroundingWriter("interleave"))
     bank: RetrievalBank = field(default_factory=RetrievalBank)
+    task_key: int = 3
     _count: int = 0
 
     def _queries(self, sample: Sample) -> list[InterleavedQuery]:
@@ -130,43 +143,142 @@ class InterleaveTask:
             self._count += 1
         return out
 
-    def update(self, model, features, batch: list[Sample], generator_for) -> None:
-        """Run every entity caption of ``batch``, one per image per round."""
-        queries = [self._queries(s) for s in batch]
-        plan = rounds([len(q) for q in queries]) or [[None] * len(batch)]
-        for r, picks in enumerate(plan):
-            texts = [
-                queries[b][k].text if k is not None else PLACEHOLDER for b, k in enumerate(picks)
-            ]
-            requests = [InterleaveSegmentation(texts)]
+    def run(self, model, chunk: Chunk, tokens: TokenCounts, canvases: ImageCanvas) -> None:
+        """Run every entity caption of ``chunk``, one per image per round of its batch."""
+        rounds_ = []
+        for batch in chunk.batches:
+            queries = [self._queries(s) for s in batch.samples]
+            plan = rounds([len(q) for q in queries]) or [[None] * len(batch.samples)]
+            for r, picks in enumerate(plan):
+                texts = [
+                    queries[b][k].text if k is not None else PLACEHOLDER
+                    for b, k in enumerate(picks)
+                ]
+                spliced = [splice_visual_entities(t, "texts")[0] for t in texts]
+                captions = [(b, k, queries[b][k]) for b, k in enumerate(picks) if k is not None]
+                rounds_.append((batch, r, texts, spliced, captions))
+        tokens.prefetch(t for *_, spliced, _ in rounds_ for t in spliced)
+        units = []
+        for batch, r, texts, spliced, captions in rounds_:
+            gen = generator(self.seed, self.task_key, batch.index, r)
+            unit = _unit(batch, texts, gen, model, max(tokens(spliced)), canvases, not self.long)
+            unit.info = (r, captions)
+            units.append(unit)
+
+        def collect(out, parts) -> list[_RoundResult]:
+            best = out.interleave_segmentation.best_masks()  # BxTxhxw
+            return [self._collect(out, best, u, o) for u, o in parts]
+
+        for unit, got in zip(units, run_units(model, chunk, units, self._requests, collect)):
+            self._add(unit.batch.samples, got)
+
+    def _requests(self, payload: list[tuple[InterleavedText, InterleavedText]]) -> list:
+        requests: list = [InterleaveSegmentation([seg for seg, _ in payload])]
+        if not self.long:
+            requests.append(InterleaveRetrieval([ret for _, ret in payload]))
+        return requests
+
+    def _collect(self, out, best: torch.Tensor, unit: Unit, offset: int) -> _RoundResult:
+        """What a round needs from its rows ``offset...`` of a shared forward."""
+        r, captions = unit.info
+        got = _RoundResult()
+        if not self.long and r == 0:
+            final, rows = out.interleave_retrieval, slice(offset, offset + len(unit.rows))
+            got.images = final.final.image[rows].float().cpu().numpy()
+            got.objects = final.objects[rows].float().cpu().numpy()
+        for b, k, query in captions:
+            row, n = offset + b, len(query.segment_ids)
+            caption = _CaptionResult(b, k, query, masks_on_original(best[row, :n], out, row))
             if not self.long:
-                requests.append(InterleaveRetrieval(texts))
-            out = model(features, requests, generator=generator_for(r))
-            if not self.long and r == 0:
-                self._add_gallery(batch, out)
-            self._add_round(batch, queries, picks, out)
+                caption.legend = out.interleave_retrieval.final.query[row].cpu().numpy()
+                queries = out.interleave_segmentation.queries
+                caption.entities = queries[row, :n].float().cpu().numpy()
+            got.captions.append(caption)
+        return got
 
-    def _add_gallery(self, batch: list[Sample], out) -> None:
-        final = out.interleave_retrieval
-        for b, sample in enumerate(batch):
-            self.bank.gallery_ids.append(sample.image_id)
-            self.bank.images.append(final.final.image[b].float().cpu().numpy())
-            self.bank.objects.append(final.objects[b].float().cpu().numpy())
-
-    def _add_round(self, batch, queries, picks, out) -> None:
-        seg = out.interleave_segmentation
-        best = seg.best_masks()  # BxTxhxw
-        for b, k in enumerate(picks):
-            if k is None:
-                continue
-            query, sample = queries[b][k], batch[b]
-            n = len(query.segment_ids)
-            pred = masks_on_original(best[b, :n], out, b)
+    def _add(self, samples: list[Sample], got: _RoundResult) -> None:
+        if got.images is not None:
+            self.bank.gallery_ids += [s.image_id for s in samples]
+            self.bank.images += list(got.images)
+            self.bank.objects += list(got.objects)
+        for caption in got.captions:
+            sample, query = samples[caption.row], caption.query
             masks = self.segments.of(sample.panoptic)
             for e, segment_id in enumerate(query.segment_ids):
-                self.writer.add(sample.image_id, k * 1000 + e, masks[segment_id], pred[e])
-            if not self.long:
+                mask_id = caption.k * 1000 + e
+                self.writer.add(sample.image_id, mask_id, masks[segment_id], caption.pred[e])
+            if caption.legend is not None:
                 self.bank.query_images.append(sample.image_id)
-                self.bank.legends.append(out.interleave_retrieval.final.query[b].cpu().numpy())
-                self.bank.entities.append(seg.queries[b, :n].float().cpu().numpy())
+                self.bank.legends.append(caption.legend)
+                self.bank.entities.append(caption.entities)
                 self.bank.references.append(query.reference_images)
+
+
+@dataclass
+class _CaptionResult:
+    """One entity caption's outputs: entity masks ``pred [E,H,W]``; for retrieval the legend
+    ``[P]`` and entity ``[E,P]`` embeddings."""
+
+    row: int
+    k: int
+    query: InterleavedQuery
+    pred: np.ndarray
+    legend: np.ndarray | None = None
+    entities: np.ndarray | None = None
+
+
+@dataclass
+class _RoundResult:
+    """A round's outputs: gallery embeddings (first round of retrieval) and its captions."""
+
+    images: np.ndarray | None = None  # [B,P]
+    objects: np.ndarray | None = None  # [B,N,P]
+    captions: list[_CaptionResult] = field(default_factory=list)
+
+
+def _drawn_references(
+    texts: list[InterleavedText], max_points: int, gen: torch.Generator
+) -> tuple[list[InterleavedText], list[int]]:
+    """References reduced to the points one request's forward draws; points per row.
+
+    The model draws each visual reference's points in row order, then entity order.
+    """
+    refs = [
+        (b, e, ent.reference)
+        for b, text in enumerate(texts)
+        for e, ent in enumerate(text.entities)
+        if ent.reference is not None and ent.reference.image is not None
+    ]
+    if not refs:
+        return texts, [0] * len(texts)
+    drawn = predraw(
+        [ref.prompt for _, _, ref in refs], max_points=max_points, generator=gen, field="texts"
+    )
+    entities = [list(t.entities) for t in texts]
+    points = [0] * len(texts)
+    for (b, e, ref), d in zip(refs, drawn, strict=True):
+        entities[b][e] = replace(entities[b][e], reference=replace(ref, prompt=d.prompt))
+        points[b] += d.points
+    return [replace(t, entities=ents) for t, ents in zip(texts, entities, strict=True)], points
+
+
+def _unit(batch, texts, gen, model, length: int, canvases, retrieval: bool) -> Unit:
+    """The forward of one round: references drawn for both requests, padded lengths as key.
+
+    ``length``: token count of the round's longest text (visual entities spliced out).
+    """
+    seg, points = _drawn_references(texts, model.max_spatial_points, gen)
+    ret = _drawn_references(texts, model.max_spatial_points, gen)[0] if retrieval else seg
+    images = [
+        canvases(ent.reference.image)
+        for t in texts
+        for ent in t.entities
+        if ent.reference is not None and ent.reference.image is not None
+    ]
+    key = (
+        length,
+        max(len(t.entities) for t in texts),
+        max(points),
+        batch_canvas(images),
+    )
+    return Unit(batch, list(range(len(texts))), list(zip(seg, ret, strict=True)), key, gen)

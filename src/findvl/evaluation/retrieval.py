@@ -4,8 +4,9 @@ The caption query attends only its own tokens (two-tower by the prototype masks)
 embeddings do not depend on the image they are paired with in a forward: images with several
 captions take several rounds on the same encoded features, one caption per image per round, and
 images with fewer captions get a placeholder whose output is discarded. The image embedding is
-taken from the first round. Scores are cosine similarities; IR@K ranks images for each caption,
-TR@K ranks captions for each image. ``scores.npz`` + ``retrieval_gt.json`` are written so
+taken from the first round. Rounds whose captions pad to the same length share forwards.
+Scores are cosine similarities; IR@K ranks images for each caption, TR@K ranks captions for each
+image. ``scores.npz`` + ``retrieval_gt.json`` are written so
 ``findvl eval retrieval`` reproduces the numbers.
 """
 
@@ -16,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from findvl.data.dataset import Sample
 from findvl.data.jsonio import atomic_write_json
 from findvl.eval.retrieval import evaluate_retrieval
-from findvl.evaluation.common import rounds
+from findvl.evaluation.batching import Chunk, TokenCounts, Unit, run_units
+from findvl.evaluation.common import generator, rounds
 from findvl.model.requests import ImageTextRetrieval
 
 PLACEHOLDER_CAPTION = "a photo"
@@ -38,23 +39,33 @@ class RetrievalTask:
     caption_images: list[int] = field(default_factory=list)  # image id of each caption
     captions: list[np.ndarray] = field(default_factory=list)  # [P] each
 
-    def update(self, model, features, batch: list[Sample], generator_for) -> None:
-        plan = rounds([len(s.captions) for s in batch]) or [[None] * len(batch)]
-        for r, picks in enumerate(plan):
-            texts = [
-                batch[b].captions[k] if k is not None else PLACEHOLDER_CAPTION
-                for b, k in enumerate(picks)
-            ]
-            out = model(features, [ImageTextRetrieval(texts)], generator=generator_for(r))
-            final = out.image_text_retrieval.final
+    def run(self, model, chunk: Chunk, seed: int, tokens: TokenCounts) -> None:
+        """Embed every image and caption of ``chunk`` (rounds that pad alike share forwards)."""
+        units = []
+        tokens.prefetch(c for batch in chunk.batches for s in batch.samples for c in s.captions)
+        for batch in chunk.batches:
+            samples = batch.samples
+            plan = rounds([len(s.captions) for s in samples]) or [[None] * len(samples)]
+            for r, picks in enumerate(plan):
+                texts = [
+                    samples[b].captions[k] if k is not None else PLACEHOLDER_CAPTION
+                    for b, k in enumerate(picks)
+                ]
+                gen = generator(seed, 2, batch.index, r)
+                rows = list(range(len(samples)))
+                units.append(Unit(batch, rows, texts, max(tokens(texts)), gen, info=(r, picks)))
+        for unit, (images, captions) in zip(
+            units, run_units(model, chunk, units, _requests, _collect), strict=True
+        ):
+            r, picks = unit.info
+            samples = unit.batch.samples
             if r == 0:
-                for b, sample in enumerate(batch):
-                    self.image_ids.append(sample.image_id)
-                    self.images.append(final.image[b].float().cpu().numpy())
+                self.image_ids += [s.image_id for s in samples]
+                self.images += list(images)
             for b, k in enumerate(picks):
                 if k is not None:
-                    self.caption_images.append(batch[b].image_id)
-                    self.captions.append(final.query[b].float().cpu().numpy())
+                    self.caption_images.append(samples[b].image_id)
+                    self.captions.append(captions[b])
 
     def finish(self, root: Path) -> dict:
         """Write ``retrieval_scores.npz`` / ``retrieval_gt.json``, score them (percent)."""
@@ -76,3 +87,14 @@ class RetrievalTask:
             "num_captions": result.num_queries,
             "num_images": result.num_gallery,
         }
+
+
+def _requests(texts: list[str]) -> list[ImageTextRetrieval]:
+    return [ImageTextRetrieval(texts)]
+
+
+def _collect(out, parts) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per unit, image and caption embeddings ``[B,P]`` of its rows."""
+    final = out.image_text_retrieval.final
+    image, query = final.image.float().cpu().numpy(), final.query.float().cpu().numpy()
+    return [(image[o : o + len(u.rows)], query[o : o + len(u.rows)]) for u, o in parts]

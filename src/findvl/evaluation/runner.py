@@ -1,8 +1,11 @@
 """``evaluate_run``: run a model on a dataset split and score every task of FIND's Tables 3-4.
 
-Images are processed in batches; each batch is encoded once (:meth:`FindModel.encode_images`)
-and every task runs its requests on the cached features. All randomness (prompt points, visual
-reference choices) derives from ``seed``, so two runs give identical numbers.
+Images are encoded in batches of ``batch_size`` (:meth:`FindModel.encode_images`) and every
+task runs its requests on the cached features. Each task plans its forwards as one batch at a
+time would (rounds of captions, clicks...); consecutive batches form a chunk whose planned
+forwards share actual forwards when their padded shapes agree (:mod:`findvl.evaluation.batching`),
+which changes the speed but not the numbers. All randomness (prompt points, visual reference
+choices) derives from ``seed`` and the batch index, so two runs give identical numbers.
 """
 
 from __future__ import annotations
@@ -17,13 +20,17 @@ from tqdm import tqdm
 from findvl.data.dataset import DatasetPaths, Sample, load_dataset
 from findvl.data.jsonio import load_json
 from findvl.evaluation.baselines import EmbeddingAverage
-from findvl.evaluation.common import SegmentMasks, Vocabulary, batches, generator, load_image
-from findvl.evaluation.generic import GenericWriter, gt_panoptic_dir, predict_generic
+from findvl.evaluation.batching import Chunk, ImageCanvas, TokenCounts, chunks
+from findvl.evaluation.common import SegmentMasks, Vocabulary, batches, load_image, torch_threads
+from findvl.evaluation.generic import GenericWriter, gt_panoptic_dir, run_generic
 from findvl.evaluation.grounding import GroundingWriter, run_refs
 from findvl.evaluation.interactive import InteractiveTask
 from findvl.evaluation.interleave import InterleaveTask
 from findvl.evaluation.retrieval import RetrievalTask
 from findvl.evaluation.tasks import TASKS
+
+#: Canvas pixels per forward: eight 1024x1024 images.
+FORWARD_PIXELS = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,11 @@ class EvalSettings:
         interactive_objects: objects per image for interactive segmentation (None: all).
         max_clicks: clicks per interactive session.
         progress: show a progress bar on stderr.
+        forward_pixels: canvas pixels in one forward (rows x H x W), and in the features kept
+            for a chunk of consecutive batches; bounds memory, never changes the numbers.
+        threads: torch intra-op CPU threads during the evaluation (None: leave as set). One
+            thread is much faster for small models on shared CPUs; numbers are bitwise
+            reproducible at a given thread count.
     """
 
     tasks: tuple[str, ...] = TASKS
@@ -47,6 +59,8 @@ class EvalSettings:
     interactive_objects: int | None = None
     max_clicks: int = 20
     progress: bool = True
+    forward_pixels: int = FORWARD_PIXELS
+    threads: int | None = None
 
 
 def dataset_vocabulary(
@@ -94,6 +108,8 @@ def evaluate_run(
     max_clicks: int = 20,
     out_dir: str | Path | None = None,
     progress: bool = True,
+    forward_pixels: int = FORWARD_PIXELS,
+    threads: int | None = None,
 ) -> dict:
     """Evaluate ``model`` on ``root``/``split``; every value in percent (NoC in clicks).
 
@@ -101,89 +117,106 @@ def evaluate_run(
     ``interactive``, ``retrieval``, ``interleave_segmentation``, ``interleave_retrieval``,
     ``interleave_retrieval_legend``, ``interleave_grounding_long`` and ``baselines`` (those of
     the requested ``tasks``) plus ``meta``. Prediction and ground-truth files are written to
-    ``out_dir`` (a temporary folder when None).
+    ``out_dir`` (a temporary folder when None). The other keywords are those of
+    :class:`EvalSettings`.
     """
+    if forward_pixels < 1:
+        raise ValueError(f"forward_pixels must be positive, got {forward_pixels}")
     settings = EvalSettings(
-        _check_tasks(tasks), seed, batch_size, limit, interactive_objects, max_clicks, progress
+        _check_tasks(tasks),
+        seed,
+        batch_size,
+        limit,
+        interactive_objects,
+        max_clicks,
+        progress,
+        forward_pixels,
+        threads,
     )
     samples = load_dataset(root, split)[: limit if limit is not None else None]
     if not samples:
         raise ValueError(f"{root}: split {split!r} has no images to evaluate")
     vocab, categories = dataset_vocabulary(root, split, class_names, isthing)
     model.eval()
-    if out_dir is None:
-        with tempfile.TemporaryDirectory(prefix="findvl-eval-") as tmp:
-            return _evaluate(model, samples, vocab, categories, settings, Path(tmp))
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    return _evaluate(model, samples, vocab, categories, settings, out)
+    with torch_threads(threads):
+        if out_dir is None:
+            with tempfile.TemporaryDirectory(prefix="findvl-eval-") as tmp:
+                return _evaluate(model, samples, vocab, categories, settings, Path(tmp))
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        return _evaluate(model, samples, vocab, categories, settings, out)
 
 
 def _evaluate(
     model, samples: list[Sample], vocab, categories, settings: EvalSettings, out: Path
 ) -> dict:
-    tasks, seed = settings.tasks, settings.seed
     segments = SegmentMasks()
+    t = _task_set(model, samples, vocab, settings, segments, out)
+    tokens, canvases = TokenCounts(model), ImageCanvas(model)
+    numbered = list(enumerate(batches(samples, settings.batch_size)))
+    with tqdm(total=len(samples), desc="evaluate", disable=not settings.progress) as bar:
+        for chunk in chunks(model, numbered, load_image, settings.forward_pixels):
+            _run_chunk(
+                model,
+                chunk,
+                t,
+                seed=settings.seed,
+                segments=segments,
+                tokens=tokens,
+                canvases=canvases,
+                forward_pixels=settings.forward_pixels,
+            )
+            bar.update(sum(len(b.samples) for b in chunk.batches))
+    return _results(t, samples=samples, categories=categories, out=out, settings=settings)
+
+
+def _task_set(model, samples, vocab, settings: EvalSettings, segments, out: Path) -> _TaskSet:
+    """The collectors of the requested tasks. Generator keys (as one batch at a time draws
+    them): generic 0, grounding 1, retrieval 2, interleave 3, long 4, text-only 5, interactive 6.
+    """
+    tasks, seed = settings.tasks, settings.seed
     by_id = {s.image_id: s for s in samples}
-    generic = GenericWriter(out / "generic", vocab) if "generic" in tasks else None
-    refs = GroundingWriter("grounding") if "grounding" in tasks else None
-    retrieval = RetrievalTask() if "retrieval" in tasks else None
-    interleave = InterleaveTask(seed, by_id, segments) if "interleave" in tasks else None
-    long = (
-        InterleaveTask(
-            seed,
-            by_id,
-            segments,
-            visual=False,
-            long=True,
-            writer=GroundingWriter("interleave_long"),
-        )
-        if "long" in tasks
-        else None
-    )
-    text_only = (
-        InterleaveTask(
-            seed, by_id, segments, visual=False, writer=GroundingWriter("interleave_text_only")
-        )
-        if "baselines" in tasks
-        else None
-    )
-    average = EmbeddingAverage(model, seed, by_id, segments) if "baselines" in tasks else None
-    interactive = (
-        InteractiveTask(seed, settings.interactive_objects, settings.max_clicks, segments)
-        if "interactive" in tasks
-        else None
-    )
-    for i, batch in enumerate(
-        tqdm(
-            list(batches(samples, settings.batch_size)),
-            desc="evaluate",
-            disable=not settings.progress,
-        )
-    ):
-        features = model.encode_images([load_image(s) for s in batch])
 
-        def gen(task: int, r: int = 0, i: int = i) -> torch.Generator:
-            return generator(seed, task, i, r)
+    def interleave(name: str, key: int, **kwargs) -> InterleaveTask:
+        writer = GroundingWriter(name)
+        return InterleaveTask(seed, by_id, segments, writer=writer, task_key=key, **kwargs)
 
-        if generic is not None:
-            for sample, pred in zip(
-                batch, predict_generic(model, features, vocab, gen(0)), strict=True
-            ):
-                generic.add(sample, pred, sample.panoptic.load_masks())
-        if refs is not None:
-            run_refs(model, features, batch, segments=segments, writer=refs, generator=gen(1))
-        for k, task in enumerate((retrieval, interleave, long, text_only)):
-            if task is not None:
-                task.update(model, features, batch, lambda r, k=k: gen(2 + k, r))
-        if interactive is not None:
-            interactive.update(model, features, batch, lambda r: gen(6, r))
-        if average is not None:
-            average.update(features, batch)
-    collected = _TaskSet(
-        generic, refs, interactive, retrieval, interleave, long, text_only, average
+    baselines = "baselines" in tasks
+    return _TaskSet(
+        generic=GenericWriter(out / "generic", vocab) if "generic" in tasks else None,
+        refs=GroundingWriter("grounding") if "grounding" in tasks else None,
+        interactive=(
+            InteractiveTask(seed, settings.interactive_objects, settings.max_clicks, segments)
+            if "interactive" in tasks
+            else None
+        ),
+        retrieval=RetrievalTask() if "retrieval" in tasks else None,
+        interleave=interleave("interleave", 3) if "interleave" in tasks else None,
+        long=(
+            interleave("interleave_long", 4, visual=False, long=True) if "long" in tasks else None
+        ),
+        text_only=interleave("interleave_text_only", 5, visual=False) if baselines else None,
+        average=EmbeddingAverage(model, seed, by_id, segments) if baselines else None,
     )
-    return _results(collected, samples=samples, categories=categories, out=out, settings=settings)
+
+
+def _run_chunk(
+    model, chunk: Chunk, t: _TaskSet, *, seed, segments, tokens, canvases, forward_pixels
+) -> None:
+    """Every task on the images of one chunk."""
+    if t.generic is not None:
+        run_generic(model, chunk, t.generic.vocab, t.generic, seed)
+    if t.refs is not None:
+        run_refs(model, chunk, segments=segments, writer=t.refs, seed=seed, tokens=tokens)
+    if t.retrieval is not None:
+        t.retrieval.run(model, chunk, seed, tokens)
+    for task in (t.interleave, t.long, t.text_only):
+        if task is not None:
+            task.run(model, chunk, tokens, canvases)
+    if t.interactive is not None:
+        t.interactive.run(model, chunk)
+    if t.average is not None:
+        t.average.run([b.samples for b in chunk.batches], forward_pixels, tokens)
 
 
 @dataclass

@@ -71,8 +71,9 @@ class FindModel(nn.Module):
         max_spatial_points: points drawn per image for spatial tokens.
         pixel_scores: ``"dot"`` (released weights: raw dot products for interactive and visual
             interleave scores) or ``"cosine"`` (``exp(logit_scale)·cos`` everywhere).
-        lang_proj_std: init std of ``lang_proj``; projected tokens should start at a magnitude
-            comparable to the queries, or caption/legend queries all look alike.
+        lang_proj_std: init std of ``lang_proj``; None: ``1/sqrt(language.dim)``. Projected
+            tokens must start at a magnitude comparable to the queries, or every caption,
+            phrase and legend query starts as the same vector.
     """
 
     def __init__(
@@ -85,7 +86,7 @@ class FindModel(nn.Module):
         variant: str = "official",
         max_spatial_points: int = 512,
         pixel_scores: str = "dot",
-        lang_proj_std: float = 0.02,
+        lang_proj_std: float | None = None,
     ) -> None:
         super().__init__()
         self.vision = vision
@@ -94,10 +95,16 @@ class FindModel(nn.Module):
         self.interface = interface
         hidden = interface.query_feat.weight.shape[1]
         self.lang_proj = nn.Parameter(torch.empty(language.dim, hidden))
+        if lang_proj_std is None:
+            lang_proj_std = language.dim**-0.5
         nn.init.trunc_normal_(
             self.lang_proj, std=lang_proj_std, a=-2 * lang_proj_std, b=2 * lang_proj_std
         )
         self.logit_scale = nn.Parameter(torch.ones([]))
+        # Standardisation of the frozen text features before lang_proj (identity by default,
+        # as the released weights; set by calibrate_text).
+        self.register_buffer("text_shift", torch.zeros(language.dim))
+        self.register_buffer("text_scale", torch.ones(language.dim))
         self.variant = variant
         self.max_spatial_points = max_spatial_points
         if pixel_scores not in ("dot", "cosine"):
@@ -127,7 +134,32 @@ class FindModel(nn.Module):
         """Texts -> projected token features ``[T,L,D]``."""
         check_texts(texts, field)
         tokens = self.language.encode(texts).to(self.device)
-        return ProjectedText(tokens.features.float() @ self.lang_proj, tokens.mask, tokens.offsets)
+        features = (tokens.features.float() - self.text_shift) / self.text_scale
+        features = features * tokens.mask[..., None]  # padding stays zero
+        return ProjectedText(features @ self.lang_proj, tokens.mask, tokens.offsets)
+
+    @torch.no_grad()
+    def calibrate_text(self, texts: list[str], batch_size: int = 256) -> None:
+        """Set the text standardisation from the token features of ``texts``.
+
+        Pretrained text towers end in a LayerNorm whose learned bias gives every token a large
+        shared offset (a CLIP-style tower here: the mean token is 99.7% of a token's norm, the
+        per-dimension spread 0.07). Projected as is, that offset dominates: every caption,
+        phrase and class query starts as the same vector and the contrastive and grounding
+        losses have nothing to separate. Subtracting the mean token and dividing by the
+        per-dimension spread (both fixed, measured once on the training texts and saved with
+        the model) gives ``lang_proj`` unit-variance, centred inputs.
+
+        Args:
+            texts: a sample of the texts the model will read (captions, phrases, class names).
+            batch_size: texts encoded at a time.
+        """
+        check_texts(texts, "calibrate_text.texts")
+        starts = range(0, len(texts), batch_size)
+        chunks = [self.language.encode(texts[i : i + batch_size]) for i in starts]
+        tokens = torch.cat([c.features[c.mask].float() for c in chunks]).to(self.device)  # NxC
+        self.text_shift.copy_(tokens.mean(0))
+        self.text_scale.copy_(tokens.std(0).clamp(min=1e-4))
 
     # ---- forward ------------------------------------------------------------------------
     def forward(

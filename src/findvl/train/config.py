@@ -22,6 +22,9 @@ class DataConfig:
     flip: bool = True
     scale_min: float = 1.0  # resize-scale augmentation range
     scale_max: float = 1.0
+    workers: int = 2  # DataLoader processes decoding upcoming batches (0: in the loop)
+    prefetch: int = 4  # batches each worker loads ahead
+    correction_prob: float = 0.5  # batches with a simulated correction click (official 1 in 2)
 
 
 @dataclass

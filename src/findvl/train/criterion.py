@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -25,16 +26,15 @@ from findvl.model.requests import (
     VisualPrompt,
     VisualReference,
 )
-from findvl.train.losses import (
-    LossWeights,
-    infonce,
-    mask_losses,
-    panoptic_class_loss,
-    panoptic_targets,
-    proposal_ce_loss,
-    proposal_targets,
+from findvl.train.batched_losses import (
+    layered_panoptic_class_loss,
+    layered_panoptic_targets,
+    layered_proposal_targets,
+    matched_mask_losses,
+    weighted_proposal_ce,
 )
-from findvl.train.matcher import HungarianMatcher, panoptic_class_cost, proposal_class_cost
+from findvl.train.losses import LossWeights, infonce, mask_losses
+from findvl.train.matcher import HungarianMatcher, panoptic_class_costs, proposal_class_cost
 
 
 def build_requests(examples: list[TrainExample], class_names: list[str]) -> list:
@@ -43,9 +43,7 @@ def build_requests(examples: list[TrainExample], class_names: list[str]) -> list
     if all(ex.phrases for ex in examples):
         requests.append(GroundedSegmentation([list(ex.phrases) for ex in examples]))
     if all(ex.prompts for ex in examples):
-        requests.append(
-            InteractiveSegmentation([[VisualPrompt(p) for p in ex.prompts] for ex in examples])
-        )
+        requests.append(_interactive(examples))
     if all(ex.caption for ex in examples):
         requests.append(ImageTextRetrieval([ex.caption for ex in examples]))
     if all(ex.entity_spans for ex in examples):
@@ -61,6 +59,21 @@ def build_requests(examples: list[TrainExample], class_names: list[str]) -> list
         ]
         requests += [InterleaveSegmentation(texts), InterleaveRetrieval(texts)]
     return requests
+
+
+def _interactive(examples: list[TrainExample]) -> InteractiveSegmentation:
+    """Prompts (with their negatives) and, when every image has one, the previous round."""
+    prompts = [
+        [
+            VisualPrompt(p, None if ex.prompt_negatives is None else ex.prompt_negatives[k])
+            for k, p in enumerate(ex.prompts)
+        ]
+        for ex in examples
+    ]
+    previous = [ex.previous for ex in examples]
+    if any(p is None for p in previous):
+        previous = None
+    return InteractiveSegmentation(prompts, previous=previous)
 
 
 def gt_on_canvas(masks: torch.Tensor, input_size, canvas) -> torch.Tensor:
@@ -132,71 +145,90 @@ class FindCriterion:
         for name, task_out, field in pairs:
             if task_out is not None:
                 terms.update(self._targeted(name, task_out, examples, gts, field, generator))
+        # The initial predictions (layer 0) come from the learned queries alone, the same for
+        # every input: their InfoNCE is ln(B) whatever the weights, with no gradient. They are
+        # left out, so the retrieval terms fall to 0 when the embeddings separate the batch.
         scale = out.logit_scale
         if out.image_text_retrieval is not None:
             terms["retrieval"] = sum(
-                infonce(p.image, p.query, scale) for p in out.image_text_retrieval.layers
+                infonce(p.image, p.query, scale) for p in out.image_text_retrieval.layers[1:]
             )
         if out.interleave_retrieval is not None:
             terms["interleave_itc"] = sum(
-                infonce(p.query, p.image, scale) for p in out.interleave_retrieval.layers
+                infonce(p.query, p.image, scale) for p in out.interleave_retrieval.layers[1:]
             )
         terms["total"] = sum(getattr(self.w, k) * v for k, v in terms.items())
         return terms
 
     def _panoptic(self, out, examples, gts, generator):
         task = out.generic_segmentation
-        k = len(task.class_names)
-        ce = bce = dice = 0.0
-        cache: dict[int, object] = {}
-        for layer in reversed(task.layers):
-            targets, pred, gt = [], [], []
-            for b, ex in enumerate(examples):
-                cls = ex.classes.to(layer.logits.device)
-                m = cache.get(b)
-                if m is None:
-                    cost = panoptic_class_cost(layer.logits[b].detach(), cls)
-                    m = self.matcher.match(layer.masks[b], gts[b], cost, generator=generator)
-                    if not self.match_every_layer:
-                        cache[b] = m
-                targets.append(
-                    panoptic_targets(layer.logits.shape[1], k, cls, m.pred_idx, m.tgt_idx)
-                )
-                pred.append(layer.masks[b][m.pred_idx])
-                gt.append(gts[b][m.tgt_idx])
-            ce = ce + panoptic_class_loss(
-                layer.logits, torch.stack(targets), no_object_weight=self.w.no_object
-            )
-            lb, ld = self._mask_terms(pred, gt, generator)
-            bce, dice = bce + lb, dice + ld
+        layers = task.layers[::-1]  # final layer first: it is matched first
+        logits = torch.stack([layer.logits for layer in layers])  # LxBxQxK+1
+        masks = torch.stack([layer.masks for layer in layers])  # LxBxQxHxW
+        classes = [ex.classes for ex in examples]
+        matched = logits if self.match_every_layer else logits[:1]  # L'xBxQxK+1
+        cost = panoptic_class_costs(matched.detach().flatten(0, 1), classes * matched.shape[0])
+        m, bce, dice = matched_mask_losses(
+            self.matcher,
+            masks,
+            torch.cat(gts),
+            [g.shape[0] for g in gts],
+            cost,
+            every_layer=self.match_every_layer,
+            weights=self.w,
+            generator=generator,
+        )
+        targets = layered_panoptic_targets(
+            m,
+            classes,
+            num_layers=len(layers),
+            num_queries=logits.shape[2],
+            num_classes=len(task.class_names),
+        )
+        ce = layered_panoptic_class_loss(
+            logits, targets.to(logits.device), no_object_weight=self.w.no_object
+        )
         return {"class_ce": ce, "mask_bce": bce, "mask_dice": dice}
 
     def _targeted(self, name, task: TargetedSegmentationOutput, examples, gts, field, generator):
-        ce = bce = dice = 0.0
-        cache: dict[int, object] = {}
-        for layer in reversed(task.layers):
-            pred, gt = [], []
-            for b, ex in enumerate(examples):
-                segments = getattr(ex, field)
-                t = len(segments)
-                logits = layer.logits[b, :t]  # TxN
-                target_masks = gts[b][torch.tensor(segments, dtype=torch.long)]
-                m = cache.get(b)
-                if m is None:
-                    cost = proposal_class_cost(logits.detach().t())
-                    m = self.matcher.match(layer.masks[b], target_masks, cost, generator=generator)
-                    if not self.match_every_layer:
-                        cache[b] = m
-                groups = _text_groups(ex.phrases) if name == "grounding" else None
-                dist = proposal_targets(logits.shape[1], t, m.pred_idx, m.tgt_idx, groups=groups)
-                weight = 1.0
-                if name == "grounding":
-                    weight = (
-                        self.w.grounding_class if ex.phrases_are_classes else self.w.grounding_text
-                    )
-                ce = ce + weight * proposal_ce_loss(logits, dist.to(logits.device)) / len(examples)
-                pred.append(layer.masks[b][m.pred_idx])
-                gt.append(target_masks[m.tgt_idx])
-            lb, ld = self._mask_terms(pred, gt, generator)
-            bce, dice = bce + lb, dice + ld
+        layers = task.layers[::-1]  # final layer first: it is matched first
+        logits = torch.stack([layer.logits for layer in layers])  # LxBxTxN
+        masks = torch.stack([layer.masks for layer in layers])  # LxBxNxHxW
+        segments = [np.asarray(getattr(ex, field), dtype=np.int64) for ex in examples]
+        sizes = np.array([g.shape[0] for g in gts], dtype=np.int64)
+        picks = np.concatenate([s + o for s, o in zip(segments, np.cumsum(sizes) - sizes)])
+        targets = torch.cat(gts)[torch.as_tensor(picks, device=masks.device)]  # GxHxW
+        matched = logits if self.match_every_layer else logits[:1]
+        cost = proposal_class_cost(matched.detach().flatten(0, 1).transpose(1, 2))  # L'BxNxT
+        counts = [len(s) for s in segments]
+        m, bce, dice = matched_mask_losses(
+            self.matcher,
+            masks,
+            targets,
+            counts,
+            cost,
+            every_layer=self.match_every_layer,
+            weights=self.w,
+            generator=generator,
+        )
+        grounding = name == "grounding"
+        weights = [
+            (self.w.grounding_class if ex.phrases_are_classes else self.w.grounding_text)
+            if grounding
+            else 1.0
+            for ex in examples
+        ]
+        rows, dist, row_weights = layered_proposal_targets(
+            m,
+            counts,
+            num_layers=len(layers),
+            num_targets=logits.shape[2],
+            num_proposals=logits.shape[3],
+            groups=[_text_groups(ex.phrases) for ex in examples] if grounding else None,
+            image_weights=[w / len(examples) for w in weights],
+        )
+        device = logits.device
+        ce = weighted_proposal_ce(
+            logits.flatten(0, 2)[rows.to(device)], dist.to(device), row_weights.to(device)
+        )
         return {f"{name}_ce": ce, f"{name}_bce": bce, f"{name}_dice": dice}

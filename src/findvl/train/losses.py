@@ -4,6 +4,9 @@ Mask losses are evaluated on PointRend importance-sampled points and normalised 
 of masks; class losses are cross-entropies either over ``K+1`` classes (panoptic) or over the
 proposals (grounding, interactive, interleave); retrieval uses a symmetric InfoNCE whose negatives
 are gathered from every process when ``torch.distributed`` is initialised.
+
+These are the per-image functions; :mod:`findvl.train.batched_losses` computes the same
+deep-supervision terms for all layers and images of a task at once.
 """
 
 from __future__ import annotations
@@ -131,14 +134,28 @@ def mask_losses(
     if pred_masks.shape[0] == 0:
         zero = pred_masks.sum() * 0.0
         return zero, zero.clone()
-    logits = pred_masks[:, None].float()  # MxHxW -> Mx1xHxW (float32 also under autocast)
     coords = uncertain_point_coords(
-        logits,
+        pred_masks[:, None],
         num_points,
         oversample_ratio=oversample_ratio,
         importance_sample_ratio=importance_sample_ratio,
         generator=generator,
     )
+    return point_mask_losses(pred_masks, gt_masks, coords, num_masks)
+
+
+def point_mask_losses(
+    pred_masks: torch.Tensor, gt_masks: torch.Tensor, coords: torch.Tensor, num_masks: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """BCE and dice of :func:`mask_losses` at given points.
+
+    Args:
+        pred_masks: ``[M,H,W]`` mask logits, in matched order (``M > 0``).
+        gt_masks: ``[M,h,w]`` float target masks, in the same order.
+        coords: ``[M,P,2]`` points per mask.
+        num_masks: normaliser, > 0.
+    """
+    logits = pred_masks[:, None].float()  # MxHxW -> Mx1xHxW (float32 also under autocast)
     point_labels = point_sample(gt_masks[:, None].to(logits.dtype), coords)[:, 0]  # MxP
     point_logits = point_sample(logits, coords)[:, 0]  # MxP
     return (

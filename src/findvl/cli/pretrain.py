@@ -1,0 +1,83 @@
+"""``findvl pretrain-encoders``: train the tiny CLIP vision and text towers FIND runs on.
+
+Example (the shipped ``models/``, see ``models/README.md``)::
+
+    findvl data synth --out data/synth --images 3000 --split train --size 64 --seed 0 \\
+        --holdout-combos
+    findvl data synth --out data/synth --images 100 --split val --size 64 --seed 1 \\
+        --holdout-combos
+    findvl pretrain-encoders --data data/synth --out models --steps 1800 --seed 0 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", type=Path, required=True, help="dataset root with a train split")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output directory (synth-clip-vision/, synth-clip-text/, logs, pretrain.json)",
+    )
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=int, default=None, help="optimiser steps (default 1800)")
+    budget.add_argument(
+        "--minutes", type=float, default=None, help="wall-clock budget instead of a step count"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--batch-size", type=int, default=None, help="images per step (default 32)")
+    parser.add_argument(
+        "--eval-split",
+        default="val",
+        help="split measured at the end when the data has it (default val; 'none' skips)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace earlier outputs")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from findvl.pretrain.config import PretrainConfig
+    from findvl.pretrain.run import pretrain_encoders
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    cfg = PretrainConfig()
+    cfg.optim.seed = args.seed
+    if args.minutes is not None:
+        cfg.optim.steps, cfg.optim.minutes = None, args.minutes
+    elif args.steps is not None:
+        cfg.optim.steps = args.steps
+    if args.batch_size is not None:
+        cfg.optim.batch_size = args.batch_size
+    eval_split = None if args.eval_split.lower() == "none" else args.eval_split
+    report = pretrain_encoders(
+        args.data, args.out, cfg, eval_split=eval_split, overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )  # fmt: skip
+    summary = {
+        "vision": report.vision_dir,
+        "text": report.text_dir,
+        "longest_side": report.longest_side,
+        "grid_stride": report.grid_stride,
+        "steps": report.summary.steps,
+        "wall_s": round(report.summary.wall_s, 1),
+    }
+    if report.metrics is not None:
+        summary[f"{report.eval_split}_r1"] = {
+            "image_to_text": round(report.metrics.recall_at_1.image_to_text, 2),
+            "text_to_image": round(report.metrics.recall_at_1.text_to_image, 2),
+        }
+        summary[f"{report.eval_split}_dense_acc"] = round(report.metrics.dense.all_patches, 2)
+    print(json.dumps(summary))
+    return 0

@@ -1,0 +1,127 @@
+"""Settings of encoder pretraining: the two towers, the objectives and the optimiser.
+
+The tower sizes become a ``transformers.CLIPConfig`` (:func:`clip_config`); everything is saved
+next to the exported weights (``pretrain.json``) so a run can be read back and repeated.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class VisionTowerConfig:
+    """The ViT trained from scratch (a ``CLIPVisionModel``)."""
+
+    image_size: int = 64  # training resolution; the synthetic images are 64 px
+    patch_size: int = 4  # 64/4 -> a 16x16 patch grid, fine enough for 64 px shapes
+    grid_stride: int = 4  # input pixels per patch at inference (the adapter's grid_stride):
+    # 4 = patch size, so the ViT sees the images at their own 64 px, unresampled
+    hidden_size: int = 64  # the feature width FIND's pyramid reads; 96 learnt less per CPU s
+    num_layers: int = 4
+    num_heads: int = 4
+    mlp_ratio: int = 4  # intermediate_size = mlp_ratio * hidden_size
+
+
+@dataclass
+class TextTowerConfig:
+    """The causal text transformer trained from scratch (a ``CLIPTextModel``)."""
+
+    hidden_size: int = 64
+    num_layers: int = 3
+    num_heads: int = 4
+    mlp_ratio: int = 4
+    max_length: int = 77  # position table size, as OpenAI's CLIP
+    vocab_size: int = 1024  # upper bound of the learned BPE vocabulary (specials excluded)
+
+
+@dataclass
+class ObjectiveConfig:
+    """The losses: CLIP's InfoNCE plus a dense per-patch classification term."""
+
+    projection_dim: int = 128  # shared image/text embedding of the contrastive loss
+    init_temperature: float = 0.07  # CLIP's initial softmax temperature (learnable)
+    max_logit_scale: float = 100.0  # CLIP clamps exp(logit_scale) at 100
+    dense_weight: float = 1.0  # weight of the per-patch panoptic-category loss
+    mask_ratio: float = 0.5  # FLIP: share of patches dropped per image (2x cheaper steps)
+    unmasked_tail: float = 0.2  # the last share of the run sees every patch, as at inference
+    class_balance: float = 0.5  # class weights frequency**-x: shapes are ~2% of pixels each
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with linear warm-up and cosine decay, over steps or over a time budget."""
+
+    batch_size: int = 32  # images (one random caption each) per step; 32 beat 64 per CPU s
+    lr: float = 2e-3
+    weight_decay: float = 0.05  # not applied to norms, biases, embeddings, logit scale
+    warmup: float = 0.05  # fraction of the run spent warming up
+    grad_clip: float = 1.0
+    steps: int | None = 1800  # stop after this many steps (None: only the time budget)
+    minutes: float | None = None  # stop after this much wall-clock time
+    eval_every: int = 100  # steps between held-out evaluations (a JSON log line each)
+    holdout: int = 128  # training images kept out of training for the logged retrieval
+    seed: int = 0
+
+
+@dataclass
+class PretrainConfig:
+    """Everything a pretraining run depends on (besides the data)."""
+
+    vision: VisionTowerConfig = field(default_factory=VisionTowerConfig)
+    text: TextTowerConfig = field(default_factory=TextTowerConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> PretrainConfig:
+        return cls(
+            vision=VisionTowerConfig(**data.get("vision", {})),
+            text=TextTowerConfig(**data.get("text", {})),
+            objective=ObjectiveConfig(**data.get("objective", {})),
+            optim=OptimConfig(**data.get("optim", {})),
+        )
+
+
+def clip_config(cfg: PretrainConfig, *, vocab_size: int, bos_id: int, eos_id: int):
+    """The ``transformers.CLIPConfig`` of the two towers.
+
+    ``eos_token_id`` is the tokenizer's (not CLIP's legacy 2), so ``CLIPTextModel`` pools the
+    first EOS position, the same token ``ClipTextEncoder`` reads.
+    """
+    from transformers import CLIPConfig
+
+    v, t = cfg.vision, cfg.text
+    if v.image_size % v.patch_size:
+        raise ValueError(f"image_size {v.image_size} is not a multiple of patch {v.patch_size}")
+    vision = dict(
+        image_size=v.image_size,
+        patch_size=v.patch_size,
+        hidden_size=v.hidden_size,
+        intermediate_size=v.mlp_ratio * v.hidden_size,
+        num_hidden_layers=v.num_layers,
+        num_attention_heads=v.num_heads,
+        projection_dim=cfg.objective.projection_dim,
+    )
+    text = dict(
+        vocab_size=vocab_size,
+        hidden_size=t.hidden_size,
+        intermediate_size=t.mlp_ratio * t.hidden_size,
+        num_hidden_layers=t.num_layers,
+        num_attention_heads=t.num_heads,
+        max_position_embeddings=t.max_length,
+        projection_dim=cfg.objective.projection_dim,
+        bos_token_id=bos_id,
+        eos_token_id=eos_id,
+        pad_token_id=eos_id,
+    )
+    return CLIPConfig(
+        vision_config=vision,
+        text_config=text,
+        projection_dim=cfg.objective.projection_dim,
+        logit_scale_init_value=math.log(1 / cfg.objective.init_temperature),
+    )

@@ -1,0 +1,135 @@
+"""The model pretrained here: a from-scratch ``CLIPModel`` plus a linear per-patch head.
+
+Only the two towers are exported; the dense head is a training device and is discarded. The
+model holds no loss code (see :mod:`findvl.pretrain.losses`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class PretrainOutput:
+    """What one forward of :class:`DenseClipModel` gives.
+
+    Attributes:
+        image_embeds: ``[B,P]`` L2-normalised image embeddings (projected pooled CLS).
+        text_embeds: ``[T,P]`` L2-normalised caption embeddings (projected EOT feature).
+        patch_logits: ``[B,N,K]`` per-patch class logits, ``N`` patches row-major (the kept
+            ones, in ``keep`` order, when patches are dropped).
+        logit_scale: scalar, ``exp`` of the learnable log inverse temperature (clamped).
+    """
+
+    image_embeds: torch.Tensor
+    text_embeds: torch.Tensor
+    patch_logits: torch.Tensor
+    logit_scale: torch.Tensor
+
+
+class DenseClipModel(nn.Module):
+    """``CLIPModel`` with a linear head on the vision tower's final patch tokens.
+
+    The head reads ``last_hidden_state`` without the CLS token, the very features
+    :class:`~findvl.encoders.hf_vision.ClipVisionAdapter` gives FIND.
+
+    Args:
+        clip: a ``transformers.CLIPModel``.
+        num_classes: classes of the per-patch head (void included).
+        max_logit_scale: the largest ``exp(logit_scale)``.
+    """
+
+    def __init__(self, *, clip: nn.Module, num_classes: int, max_logit_scale: float) -> None:
+        super().__init__()
+        self.clip = clip
+        self.dense_head = nn.Linear(clip.config.vision_config.hidden_size, num_classes)
+        self.max_logit_scale = max_logit_scale
+
+    def encode_images(
+        self, pixels: torch.Tensor, keep: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[B,3,S,S]`` -> (``[B,P]`` normalised embeddings, ``[B,N',C]`` final patch tokens).
+
+        Args:
+            pixels: normalised images.
+            keep: ``[B,K]`` indices of the patches to run (FLIP's random masking: the others
+                are dropped before the encoder, ``N' = K``); None runs all ``N`` patches, which
+                is exactly ``CLIPVisionModel.forward``.
+        """
+        vision = self.clip.vision_model
+        tokens = vision.embeddings(pixels)  # Bx(1+N)xC, position embeddings added
+        if keep is not None:
+            index = keep[..., None].expand(-1, -1, tokens.shape[-1])  # BxKxC
+            tokens = torch.cat([tokens[:, :1], tokens[:, 1:].gather(1, index)], dim=1)
+        hidden = vision.encoder(inputs_embeds=vision.pre_layrnorm(tokens)).last_hidden_state
+        pooled = vision.post_layernorm(hidden[:, 0])
+        embeds = nn.functional.normalize(self.clip.visual_projection(pooled), dim=-1)
+        return embeds, hidden[:, 1:]
+
+    def encode_texts(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``[T,L]`` ids and bool mask -> ``[T,P]`` normalised embeddings (EOT pooled)."""
+        out = self.clip.text_model(input_ids=ids, attention_mask=mask.long())
+        return nn.functional.normalize(self.clip.text_projection(out.pooler_output), dim=-1)
+
+    def logit_scale(self) -> torch.Tensor:
+        return self.clip.logit_scale.exp().clamp(max=self.max_logit_scale)
+
+    def forward(
+        self,
+        pixels: torch.Tensor,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        keep: torch.Tensor | None = None,
+    ) -> PretrainOutput:
+        """Images ``[B,3,S,S]``, captions ``[T,L]`` (ids, bool mask), kept patches ``[B,K]``."""
+        image_embeds, patches = self.encode_images(pixels, keep)
+        return PretrainOutput(
+            image_embeds=image_embeds,
+            text_embeds=self.encode_texts(ids, mask),
+            patch_logits=self.dense_head(patches),
+            logit_scale=self.logit_scale(),
+        )
+
+
+# sine-cosine codes have std ~0.7; x0.2 matches the patch embeddings' ~0.14 at initialisation
+POSITION_SCALE = 0.2
+
+
+def sincos_position_table(grid: int, dim: int) -> torch.Tensor:
+    """``[1 + grid*grid, dim]`` 2-D sine-cosine position codes (MAE's), zeros for the CLS slot.
+
+    Half the channels encode the row, half the column, each as sines and cosines of
+    geometrically spaced frequencies.
+    """
+    if dim % 4:
+        raise ValueError(f"the width {dim} must be a multiple of 4 for 2-D sine-cosine codes")
+    frequencies = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim // 4))
+    coords = torch.arange(grid, dtype=torch.float64)
+    rows, cols = torch.meshgrid(coords, coords, indexing="ij")
+
+    def encode(position: torch.Tensor) -> torch.Tensor:
+        angles = position.reshape(-1, 1) * frequencies  # (g*g)x(dim/4)
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+    table = torch.cat([encode(rows), encode(cols)], dim=1)
+    return torch.cat([torch.zeros(1, dim, dtype=torch.float64), table]).float()
+
+
+def build_dense_clip(config, *, num_classes: int, max_logit_scale: float) -> DenseClipModel:
+    """A freshly initialised :class:`DenseClipModel` from a ``transformers.CLIPConfig``.
+
+    The vision position embeddings start as 2-D sine-cosine codes (then learnt): a locality
+    prior that a ViT trained from scratch on a few thousand images otherwise learns slowly.
+    """
+    from transformers import CLIPModel
+
+    clip = CLIPModel(config)
+    vision = config.vision_config
+    grid = vision.image_size // vision.patch_size
+    with torch.no_grad():
+        table = sincos_position_table(grid, vision.hidden_size)  # entries in [-1, 1]
+        clip.vision_model.embeddings.position_embedding.weight.copy_(POSITION_SCALE * table)
+    return DenseClipModel(clip=clip, num_classes=num_classes, max_logit_scale=max_logit_scale)
