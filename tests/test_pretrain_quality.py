@@ -18,7 +18,7 @@ from findvl.encoders.loading import (
 from findvl.pretrain.data import read_captioned, read_class_table, to_pretrain_data
 from findvl.pretrain.evaluate import evaluate_exported
 
-MODELS = Path(__file__).resolve().parents[1] / "models"
+MODELS = Path(__file__).resolve().parents[1] / "src" / "findvl" / "pretrained"
 VISION, TEXT = MODELS / "synth-clip-vision", MODELS / "synth-clip-text"
 
 
@@ -28,13 +28,13 @@ def _hf_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def synth_val(root: Path) -> Path:
-    """The val split the shipped quality is measured on (models/README.md)."""
+    """The val split the shipped quality is measured on (src/findvl/pretrained/README.md)."""
     config = SynthConfig(root, 100, seed=1, size=64, split="val", holdout_combos=True)
     write_synth(config, progress=False)
     return root
 
 
-@pytest.mark.skipif(not VISION.is_dir(), reason="no shipped encoders in models/")
+@pytest.mark.skipif(not VISION.is_dir(), reason="no shipped encoders")
 def test_shipped_encoders_load_and_keep_their_measured_quality(tmp_path: Path) -> None:
     report = json.loads((MODELS / "pretrain.json").read_text())
     side, stride = report["longest_side"], report["grid_stride"]

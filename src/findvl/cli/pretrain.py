@@ -1,12 +1,13 @@
 """``findvl pretrain-encoders``: train the tiny CLIP vision and text towers FIND runs on.
 
-Example (the shipped ``models/``, see ``models/README.md``)::
+Example (the shipped ``src/findvl/pretrained/``, see its README.md)::
 
     findvl data synth --out data/synth --images 3000 --split train --size 64 --seed 0 \\
         --holdout-combos
     findvl data synth --out data/synth --images 100 --split val --size 64 --seed 1 \\
         --holdout-combos
-    findvl pretrain-encoders --data data/synth --out models --steps 1800 --seed 0 --threads 1
+    findvl pretrain-encoders --data data/synth --out src/findvl/pretrained --steps 1800 \\
+        --seed 0 --threads 1
 """
 
 from __future__ import annotations
