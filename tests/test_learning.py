@@ -242,3 +242,28 @@ def test_a_correction_click_raises_iou_after_training(tmp_path: Path) -> None:
         after = F.interpolate(best[b][None, None].float(), size=gt.shape)[0, 0] > 0.5
         better += int(_iou(after, gt) >= _iou(ex.previous > 0, gt))
     assert better > len(first) // 2  # the second click helps on most objects
+
+
+def test_text_standardisation_separates_phrase_queries() -> None:
+    """The CLIP-style tower's final LayerNorm gives every token a shared offset (the mean token
+    is ~84% of a token's norm): projected as is, different phrases give alike queries."""
+    model = build_preset("find_synth").eval()
+    g = torch.Generator().manual_seed(0)
+    images = [torch.randint(0, 256, (3, 64, 64), generator=g, dtype=torch.uint8)]
+
+    def phrase_cos() -> float:
+        with torch.no_grad():
+            out = model(images, [GroundedSegmentation([CAPTIONS[:6]])])
+        return _off_diagonal_cos(out.grounded_segmentation.queries[0])
+
+    def token_cos() -> float:
+        text = model.encode_text(CAPTIONS)
+        mean = (text.features * text.mask[..., None]).sum(1) / text.mask.sum(1, keepdim=True)
+        return _off_diagonal_cos(mean.detach())
+
+    tokens_before, queries_before = token_cos(), phrase_cos()
+    model.calibrate_text(CAPTIONS * 4)
+    tokens_after, queries_after = token_cos(), phrase_cos()
+    assert tokens_after < tokens_before - 0.1
+    assert queries_after < queries_before - 0.05
+    assert torch.count_nonzero(model.text_shift) > 0
