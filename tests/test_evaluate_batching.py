@@ -42,7 +42,6 @@ def world(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model():
-    torch.set_num_threads(2)
     return tiny_model()
 
 
@@ -116,6 +115,7 @@ def _run(model, root, out, forward_pixels):
         out_dir=out,
         progress=False,
         forward_pixels=forward_pixels,
+        threads=1,
     )
 
 
@@ -197,7 +197,7 @@ def test_interactive_sessions_that_stop_early_match_the_reference(world, model, 
     monkeypatch.setattr(interactive, "STOP_IOU", 0.08)
     samples = load_dataset(world, "val")
     task = interactive.InteractiveTask(0, 3, 6, SegmentMasks())
-    with torch.no_grad():
+    with torch.no_grad(), torch_threads(1):
         numbered = list(enumerate(batches(samples, 2)))
         for chunk in chunks(model, numbered, load_image, 8 * 1024 * 1024):
             task.run(model, chunk)

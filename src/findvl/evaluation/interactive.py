@@ -115,12 +115,8 @@ class _Round:
         first = next(b for b, s in enumerate(self.sessions) if s is not None)
         source = [b if s is not None and s.clicks else first for b, s in enumerate(self.sessions)]
         gen = generator(seed, TASK_KEY, self.batch.index, self.r * 100 + c)
-        drawn = predraw(
-            [self.sessions[b].prompt() for b in source],
-            max_points=max_points,
-            generator=gen,
-            field="interactive prompts",
-        )
+        prompts = [self.sessions[b].prompt() for b in source]
+        drawn = predraw(prompts, max_points=max_points, generator=gen)
         length = max(1, max(d.points for d in drawn))
         rows = [b for b, s in enumerate(self.sessions) if s is not None and not s.done]
         payload = [_Row(self.sessions[b], drawn[b], self._memory(b, c)) for b in rows]

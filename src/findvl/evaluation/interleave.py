@@ -251,9 +251,7 @@ def _drawn_references(
     ]
     if not refs:
         return texts, [0] * len(texts)
-    drawn = predraw(
-        [ref.prompt for _, _, ref in refs], max_points=max_points, generator=gen, field="texts"
-    )
+    drawn = predraw([ref.prompt for _, _, ref in refs], max_points=max_points, generator=gen)
     entities = [list(t.entities) for t in texts]
     points = [0] * len(texts)
     for (b, e, ref), d in zip(refs, drawn, strict=True):

@@ -6,7 +6,7 @@ thus depends on the rows before it (a row draws only when a region exceeds its s
 points). :func:`predraw` makes exactly those draws for the rows of one batch-at-a-time forward
 and returns each prompt reduced to the drawn pixels: the model then keeps every pixel, so the
 same points reach the same tokens whichever rows share the forward, and the generator is no
-longer used.
+longer used. The draw repeats the sampler's rule (a test holds the two together).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import torch
 
 from findvl.model.requests import VisualPrompt
-from findvl.model.sampler import prompt_points
 
 
 @dataclass
@@ -40,61 +39,34 @@ def _regions(prompt: VisualPrompt) -> list[torch.Tensor]:
 
 
 def predraw(
-    prompts: list[VisualPrompt],
-    *,
-    max_points: int,
-    generator: torch.Generator | None,
-    field: str = "prompts",
+    prompts: list[VisualPrompt], *, max_points: int, generator: torch.Generator | None
 ) -> list[DrawnPrompt]:
     """One prompt per row, drawn in row order from ``generator`` as the model would.
 
     Rows whose regions all fit their share of ``max_points`` draw nothing and are kept as given.
     """
-    out: list[DrawnPrompt | None] = []
-    drawing = []
-    for b, prompt in enumerate(prompts):
-        counts = [int(r.sum()) for r in _regions(prompt)]
-        share = max(1, max_points // len(counts))
-        if max(counts) <= share:
-            out.append(DrawnPrompt(prompt, sum(counts)))
-        else:
-            out.append(None)
-            drawing.append(b)
-    if drawing:
-        drawn = _draw([prompts[b] for b in drawing], max_points, generator, field)
-        for b, d in zip(drawing, drawn, strict=True):
-            out[b] = d
-    return out  # type: ignore[return-value]
-
-
-def _draw(
-    prompts: list[VisualPrompt], max_points: int, generator: torch.Generator | None, field: str
-) -> list[DrawnPrompt]:
-    """The model's draw (:func:`~findvl.model.sampler.prompt_points`), back as pixel masks."""
-    sizes = [tuple(p.positive.shape) for p in prompts]
-    canvas = (max(s[0] for s in sizes), max(s[1] for s in sizes))
-    pts = prompt_points(
-        [[p] for p in prompts],
-        image_sizes=sizes,
-        input_sizes=sizes,
-        canvas=canvas,
-        max_points=max_points,
-        generator=generator,
-        field=field,
-    )
-    # with input size == image size, x = (px + 0.5) / W and y = (py + 0.5) / H
-    xy = pts.coords.double() * torch.tensor([canvas[1], canvas[0]], dtype=torch.float64)
-    pixels = (xy - 0.5).round().long()  # BxPx2 (x, y)
     out = []
-    for b, prompt in enumerate(prompts):
-        valid = pts.valid[b]
-        masks = []
-        for keep in (valid & ~pts.negative[b], valid & pts.negative[b]):
-            mask = torch.zeros(sizes[b], dtype=torch.bool)
-            mask[pixels[b, keep, 1], pixels[b, keep, 0]] = True
-            masks.append(mask)
-        negative = masks[1] if len(_regions(prompt)) > 1 else None
-        out.append(
-            DrawnPrompt(VisualPrompt(positive=masks[0], negative=negative), int(valid.sum()))
-        )
+    for prompt in prompts:
+        regions = _regions(prompt)
+        share = max(1, max_points // len(regions))
+        drawn = [_subset(r, share, generator) for r in regions]
+        points = sum(int(d.sum()) for d in drawn)
+        if all(d is r for d, r in zip(drawn, regions, strict=True)):
+            out.append(DrawnPrompt(prompt, points))
+        else:
+            negative = drawn[1] if len(drawn) > 1 else None
+            out.append(DrawnPrompt(VisualPrompt(positive=drawn[0], negative=negative), points))
     return out
+
+
+def _subset(region: torch.Tensor, k: int, generator: torch.Generator | None) -> torch.Tensor:
+    """The ``k`` pixels of ``region`` the sampler keeps (``region`` itself if it has at most
+    ``k``): a random choice in row-major pixel order, as in
+    :func:`findvl.model.sampler.prompt_points`."""
+    pixels = region.nonzero()
+    if len(pixels) <= k:
+        return region
+    keep = pixels[torch.randperm(len(pixels), generator=generator)[:k].sort().values]
+    mask = torch.zeros_like(region)
+    mask[keep[:, 0], keep[:, 1]] = True
+    return mask
