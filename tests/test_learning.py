@@ -73,16 +73,11 @@ def _trainer(tmp_path: Path, images: int, overrides: list[str]) -> Trainer:
     return Trainer(config, tmp_path / "run", progress=False)
 
 
-def test_retrieval_training_separates_images_and_captions(tmp_path: Path) -> None:
-    torch.manual_seed(0)
-    trainer = _trainer(tmp_path, 16, [])
-    model = trainer.model
-    examples = [e for s in range(2) for e in trainer.source.batch(s, 0, 0, 1)]
+def _train_retrieval(model, batches) -> None:
+    """AdamW at lr 1e-3 on the image-caption InfoNCE of every layer that sees the input."""
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-3)
-    g = torch.Generator().manual_seed(0)
-    for _ in range(60):
-        batch = [examples[i] for i in torch.randperm(16, generator=g)[:8]]
+    for batch in batches:
         out = model([e.image for e in batch], [ImageTextRetrieval([e.caption for e in batch])])
         loss = sum(
             infonce(p.image, p.query, model.logit_scale)
@@ -91,6 +86,16 @@ def test_retrieval_training_separates_images_and_captions(tmp_path: Path) -> Non
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+
+
+def test_retrieval_training_separates_images_and_captions(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    trainer = _trainer(tmp_path, 16, [])
+    model = trainer.model
+    examples = [e for s in range(2) for e in trainer.source.batch(s, 0, 0, 1)]
+    g = torch.Generator().manual_seed(0)
+    batches = ([examples[i] for i in torch.randperm(16, generator=g)[:8]] for _ in range(60))
+    _train_retrieval(model, batches)
     with torch.no_grad():
         batch = examples[:8]
         out = model([e.image for e in batch], [ImageTextRetrieval([e.caption for e in batch])])
@@ -116,18 +121,7 @@ def test_frozen_pretrained_encoders_keep_retrieval_out_of_the_collapse(tmp_path:
     )
     trainer = Trainer(config, tmp_path / "run", progress=False)
     model = trainer.model
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-3)
-    for step in range(40):
-        batch = trainer.source.batch(step, 0, 0, 1)
-        out = model([e.image for e in batch], [ImageTextRetrieval([e.caption for e in batch])])
-        loss = sum(
-            infonce(p.image, p.query, model.logit_scale)
-            for p in out.image_text_retrieval.layers[1:]
-        )
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    _train_retrieval(model, (trainer.source.batch(step, 0, 0, 1) for step in range(40)))
     losses, image_cos = [], []
     with torch.no_grad():
         for step in range(100, 104):  # batches in new compositions

@@ -15,16 +15,7 @@ from findvl.encoders.vision import VisionEncoder
 from findvl.model import assemble
 from findvl.model.interface import FindInterface, InterfaceOutput, SlotInput
 from findvl.model.outputs import FindOutput
-from findvl.model.requests import (
-    TASK_OF_REQUEST,
-    GenericSegmentation,
-    GroundedSegmentation,
-    ImageTextRetrieval,
-    InteractiveSegmentation,
-    InterleaveRetrieval,
-    InterleaveSegmentation,
-    Request,
-)
+from findvl.model.requests import Request, check_requests
 from findvl.model.slots import (
     ProjectedText,
     SpatialSource,
@@ -180,7 +171,7 @@ class FindModel(nn.Module):
         """
         feats = images if isinstance(images, ImageFeatures) else self.encode_images(images)
         b = feats.batch.pixels.shape[0]
-        by_task = _check_requests(requests, b)
+        by_task = check_requests(requests, b)
         pset = prototype_set([t for t in TASKS if t in by_task], self.variant)
         slots, info = self._slots(feats, by_task, pset, generator)
         previous = info.get("previous")
@@ -356,41 +347,6 @@ class FindModel(nn.Module):
         ]
         out = self.interface(slots, pset=pset, pixel=None)
         return out.final["generic_segmentation/q.class"].semantic[:, 0]
-
-
-def _check_requests(requests: list[Request], batch: int) -> dict[str, Request]:
-    by_task: dict[str, Request] = {}
-    if not requests:
-        raise ValueError("requests: at least one request is required")
-    for i, req in enumerate(requests):
-        task = TASK_OF_REQUEST.get(type(req))
-        if task is None:
-            raise ValueError(f"requests[{i}]: unknown request type {type(req).__name__}")
-        if task in by_task:
-            raise ValueError(f"requests[{i}]: a second {type(req).__name__} request")
-        by_task[task] = req
-    checks = {
-        GenericSegmentation: ("classes", None),
-        GroundedSegmentation: ("phrases", batch),
-        InteractiveSegmentation: ("prompts", batch),
-        ImageTextRetrieval: ("captions", batch),
-        InterleaveSegmentation: ("texts", batch),
-        InterleaveRetrieval: ("texts", batch),
-    }
-    for req in by_task.values():
-        name, expected = checks[type(req)]
-        value = getattr(req, name)
-        if len(value) == 0:
-            raise ValueError(f"{type(req).__name__}.{name}: the list is empty")
-        if expected is not None and len(value) != expected:
-            raise ValueError(
-                f"{type(req).__name__}.{name}: {len(value)} entries for {expected} images"
-            )
-        if expected is not None and name in ("phrases", "prompts"):
-            for b, row in enumerate(value):
-                if len(row) == 0:
-                    raise ValueError(f"{type(req).__name__}.{name}[{b}]: the list is empty")
-    return by_task
 
 
 def _previous_masks(previous: list[torch.Tensor], feats: ImageFeatures) -> torch.Tensor:
