@@ -7,9 +7,14 @@ then the usual output bias, residual and LayerNorm; gradients stay finite.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:
+    from findvl.model.blocks import BlockPlan
 
 
 class MultiheadAttention(nn.Module):
@@ -49,6 +54,41 @@ class MultiheadAttention(nn.Module):
         out = out.transpose(1, 2).reshape(b, nq, d) * any_allowed
         return self.out_proj(out)
 
+    def forward_blocks(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        plan: BlockPlan,
+        allowed: list[torch.Tensor],
+    ) -> torch.Tensor:
+        """Block-sparse :meth:`forward`: row block ``i`` (``plan.row_index[i]``) attends only
+        keys ``plan.key_index[i]`` under ``allowed[i] [B,n_i,k_i]``. Equals :meth:`forward`
+        with the dense mask when no allowed pair lies outside the blocks."""
+        b, nq, d = query.shape
+        h = self.num_heads
+        wq, wk, wv = self.in_proj_weight.chunk(3)
+        bq, bk, bv = self.in_proj_bias.chunk(3)
+        q = F.linear(query, wq, bq).view(b, nq, h, d // h).transpose(1, 2)  # BxHxNxd
+        k = F.linear(key, wk, bk).view(b, -1, h, d // h).transpose(1, 2)
+        v = F.linear(value, wv, bv).view(b, -1, h, d // h).transpose(1, 2)
+        outs = []
+        for rows, cols, mask in zip(plan.row_index, plan.key_index, allowed):
+            if cols.numel() == 0:
+                outs.append(q.new_zeros(b, h, rows.numel(), d // h))
+                continue
+            any_allowed = mask.any(-1, keepdim=True)
+            safe = mask | ~any_allowed
+            out = F.scaled_dot_product_attention(
+                q.index_select(2, rows),
+                k.index_select(2, cols),
+                v.index_select(2, cols),
+                attn_mask=safe[:, None],
+            )
+            outs.append(out * any_allowed[:, None])
+        out = torch.cat(outs, 2).index_select(2, plan.inverse)  # back to the dense row order
+        return self.out_proj(out.transpose(1, 2).reshape(b, nq, d))
+
 
 class CrossAttentionLayer(nn.Module):
     """``x = LN(x + Attn(q=x+query_pos, k=memory+pos, v=memory))`` (post-norm)."""
@@ -58,8 +98,14 @@ class CrossAttentionLayer(nn.Module):
         self.multihead_attn = MultiheadAttention(dim, num_heads)
         self.norm = nn.LayerNorm(dim)
 
-    def forward(self, x, memory, allowed, pos, query_pos):
-        out = self.multihead_attn(x + query_pos, memory + pos, memory, allowed)
+    def forward(self, x, memory, allowed, pos, query_pos, plan: BlockPlan | None = None):
+        """``allowed``: the dense ``[B,N,K]`` mask, or with ``plan`` its per-block parts."""
+        if plan is None:
+            out = self.multihead_attn(x + query_pos, memory + pos, memory, allowed)
+        else:
+            out = self.multihead_attn.forward_blocks(
+                x + query_pos, memory + pos, memory, plan, allowed
+            )
         return self.norm(x + out)
 
 
@@ -71,9 +117,12 @@ class SelfAttentionLayer(nn.Module):
         self.self_attn = MultiheadAttention(dim, num_heads)
         self.norm = nn.LayerNorm(dim)
 
-    def forward(self, x, allowed, pos):
+    def forward(self, x, allowed, pos, plan: BlockPlan | None = None):
+        """``allowed``: the dense ``[B,N,N]`` mask, or with ``plan`` its per-block parts."""
         qk = x + pos
-        return self.norm(x + self.self_attn(qk, qk, x, allowed))
+        if plan is None:
+            return self.norm(x + self.self_attn(qk, qk, x, allowed))
+        return self.norm(x + self.self_attn.forward_blocks(qk, qk, x, plan, allowed))
 
 
 class FFNLayer(nn.Module):

@@ -5,6 +5,12 @@ then top-down: ``lateral 1x1 conv+GN`` + nearest upsample + ``3x3 conv+GN+ReLU``
 res2. Outputs three levels at the hidden size (strides 32, 16, 8) and ``mask_features`` at
 stride 4. Parameter names follow the released checkpoints (``adapter_i``, ``layer_i``,
 ``input_proj``, ``transformer.encoder.layers.i``, ``mask_features``).
+
+Optionally (``mask_stride`` 2 or 1, not in the released models) a *detail* path makes the mask
+features finer than the encoder's finest level: a small conv stem on the normalised pixels at
+that stride, concatenated with the upsampled stride-4 map, then ``mask_features`` (a 1x1 conv).
+A stride-4 grid cannot draw a 10-pixel object: on the 64-pixel synthetic world even perfect
+stride-4 logits reach only 0.62 mean IoU on things (``benchmarks/mask_ceiling.py``).
 """
 
 from __future__ import annotations
@@ -79,14 +85,17 @@ class PixelFeatures:
     Attributes:
         levels: three ``[B,C,h_i,w_i]`` maps at strides 32, 16, 8 (coarse to fine).
         valid: per level ``[B,h_i,w_i]`` bool, True inside each image's valid region.
-        mask_features: ``[B,mask_dim,H/4,W/4]``.
-        mask_valid: ``[B,H/4,W/4]`` bool.
+        mask_features: ``[B,mask_dim,H/s,W/s]`` (``s`` = ``mask_stride``, 4 in the released
+            models).
+        mask_valid: ``[B,H/s,W/s]`` bool.
+        mask_stride: ``s``.
     """
 
     levels: list[torch.Tensor]
     valid: list[torch.Tensor]
     mask_features: torch.Tensor
     mask_valid: torch.Tensor
+    mask_stride: int = 4
 
 
 def downsample_valid(valid: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -104,6 +113,8 @@ class PixelDecoder(nn.Module):
         num_encoder_layers: transformer layers on the coarsest level.
         num_heads: heads of those layers.
         ffn_dim: their FFN width.
+        mask_stride: 4 (the released design), or 2 / 1 for the pixel-detail path.
+        detail_dim: channels of the detail stem.
     """
 
     def __init__(
@@ -115,8 +126,12 @@ class PixelDecoder(nn.Module):
         num_encoder_layers: int,
         num_heads: int,
         ffn_dim: int,
+        mask_stride: int = 4,
+        detail_dim: int = 32,
     ) -> None:
         super().__init__()
+        if mask_stride not in (1, 2, 4):
+            raise ValueError(f"mask_stride must be 1, 2 or 4, got {mask_stride}")
         if len(in_levels) != 4:
             raise ValueError(f"pixel decoder needs 4 input levels (res2..res5), got {in_levels}")
         self.in_levels = in_levels
@@ -133,11 +148,22 @@ class PixelDecoder(nn.Module):
         self.add_module(
             f"layer_{len(in_levels)}", ConvNorm(conv_dim, conv_dim, 3, norm=True, relu=True)
         )
-        self.mask_features = nn.Conv2d(conv_dim, mask_dim, 3, padding=1)
+        self.mask_stride = mask_stride
+        if mask_stride == 4:
+            self.mask_features = nn.Conv2d(conv_dim, mask_dim, 3, padding=1)
+        else:
+            self.detail = DetailStem(detail_dim, stride=mask_stride)
+            self.mask_features = nn.Conv2d(conv_dim + detail_dim, mask_dim, 1)
         self.conv_dim, self.mask_dim = conv_dim, mask_dim
 
-    def forward(self, features: dict[str, torch.Tensor], valid: torch.Tensor) -> PixelFeatures:
-        """``features`` res2..res5 and ``valid [B,H,W]`` (input-pixel validity) -> levels."""
+    def forward(
+        self,
+        features: dict[str, torch.Tensor],
+        valid: torch.Tensor,
+        pixels: torch.Tensor | None = None,
+    ) -> PixelFeatures:
+        """``features`` res2..res5, ``valid [B,H,W]`` (input-pixel validity) and, for the
+        detail path, the normalised ``pixels [B,3,H,W]`` -> levels."""
         names = [lv.name for lv in self.in_levels]
         x5 = features[names[-1]]
         b, _, h, w = x5.shape
@@ -154,9 +180,32 @@ class PixelDecoder(nn.Module):
             y = getattr(self, f"layer_{i + 1}")(y)
             outs.append(y)
             valids.append(downsample_valid(valid, tuple(y.shape[-2:])))
+        if self.mask_stride == 4:
+            return PixelFeatures(outs[:3], valids[:3], self.mask_features(outs[-1]), valids[-1])
+        if pixels is None:
+            raise ValueError(f"mask_stride={self.mask_stride} needs the pixels")
+        detail = self.detail(pixels)
+        coarse = F.interpolate(
+            outs[-1], size=detail.shape[-2:], mode="bilinear", align_corners=False
+        )
         return PixelFeatures(
             levels=outs[:3],
             valid=valids[:3],
-            mask_features=self.mask_features(outs[-1]),
-            mask_valid=valids[-1],
+            mask_features=self.mask_features(torch.cat([coarse, detail], 1)),
+            mask_valid=downsample_valid(valid, tuple(detail.shape[-2:])),
+            mask_stride=self.mask_stride,
+        )
+
+
+class DetailStem(nn.Sequential):
+    """``[B,3,H,W]`` normalised pixels -> ``[B,dim,H/stride,W/stride]``: two 3x3 conv+GN+ReLU."""
+
+    def __init__(self, dim: int, *, stride: int) -> None:
+        first = nn.Conv2d(3, dim, 3, stride=stride, padding=1, bias=False)
+        nn.init.kaiming_uniform_(first.weight, a=1)
+        super().__init__(
+            first,
+            nn.GroupNorm(8, dim),
+            nn.ReLU(),
+            ConvNorm(dim, dim, 3, norm=True, relu=True),
         )

@@ -68,9 +68,15 @@ class FindHeads(nn.Module):
     def prepare(pixel: PixelFeatures | None) -> MaskFeatures | None:
         if pixel is None:
             return None
+        # Finer-than-stride-4 features are averaged down (antialiased) rather than sampled:
+        # still linear, so it equals resizing the full-resolution masks the same way.
         levels = [
             F.interpolate(
-                pixel.mask_features, size=lv.shape[-2:], mode="bilinear", align_corners=False
+                pixel.mask_features,
+                size=lv.shape[-2:],
+                mode="bilinear",
+                align_corners=False,
+                antialias=pixel.mask_stride < 4,
             )
             for lv in pixel.levels
         ]

@@ -113,6 +113,8 @@ class FindInterface(nn.Module):
         self.transformer_ffn_layers = nn.ModuleList(FFNLayer(d, ffn_dim) for _ in range(num_layers))
         self.heads = heads
         self.pe_layer = PositionEmbeddingSine(d // 2)
+        # attention block by block (exact; see findvl.model.blocks); False: one dense mask
+        self.block_sparse = True
 
     # ---- initial embeddings -------------------------------------------------------------
     def proposals(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -193,7 +195,11 @@ class FindInterface(nn.Module):
             states = self._content(i, lvl, slots, states, positions, masks, levels, preds)
             x = torch.cat([states[s.key] for s in slots], 1)
             pos = torch.cat([positions[s.key] for s in slots], 1)
-            x = self.condition_attention[i](x, masks.condition, pos)
+            if self.block_sparse:
+                plan = masks.condition_plan
+                x = self.condition_attention[i](x, masks.condition_blocks, pos, plan)
+            else:
+                x = self.condition_attention[i](x, masks.condition, pos)
             x = self.transformer_ffn_layers[i](x)
             states = dict(zip([s.key for s in slots], x.split([s.x.shape[1] for s in slots], 1)))
             last = i == self.num_layers - 1
@@ -226,7 +232,12 @@ class FindInterface(nn.Module):
             key_pos.append(positions[s.key])
         memory, pos = torch.cat(keys, 1), torch.cat(key_pos, 1)
         allowed = masks.content(lvl, preds)
-        out = self.content_attention[i](x, memory, allowed, pos, query_pos)
+        if self.block_sparse:
+            plan = masks.content_plan(lvl)
+            allowed = plan.blocks_of(allowed)
+            out = self.content_attention[i](x, memory, allowed, pos, query_pos, plan)
+        else:
+            out = self.content_attention[i](x, memory, allowed, pos, query_pos)
         new = dict(states)
         for s, part in zip(rows, out.split([s.x.shape[1] for s in rows], 1)):
             new[s.key] = part

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from findvl.encoders.pixel_decoder import PixelFeatures
+from findvl.model.blocks import BlockPlan, plan_blocks
 from findvl.prototypes import PrototypeSet
 
 if TYPE_CHECKING:
@@ -34,6 +35,8 @@ class MaskBuilder:
         uses_image: whether some row attends ``f.image``.
         token_columns: slots attended as keys in content attention (after the image keys).
         condition: ``[B,N,N]`` conditional-attention mask over all slots.
+        condition_plan: its blocks (:mod:`findvl.model.blocks`); ``condition_blocks`` the
+            per-block parts of ``condition``.
     """
 
     def __init__(
@@ -60,6 +63,24 @@ class MaskBuilder:
         self._pairs = set(pairs)
         self._token_part = self._tokens() if self.rows else None
         self.condition = self._condition()
+        sizes = [(s.key, s.x.shape[1]) for s in slots]
+        present = {(y, x) for y, x in pset.condition_pairs if y in keys and x in keys}
+        device = self.condition.device
+        self.condition_plan = plan_blocks(sizes, sizes, present, device=device)
+        self.condition_blocks = self.condition_plan.blocks_of(self.condition)
+        self._content_plans: dict[int, BlockPlan] = {}
+
+    def content_plan(self, level: int) -> BlockPlan:
+        """Blocks of the content attention at ``level`` (keys: image cells, then tokens)."""
+        if level not in self._content_plans:
+            keys = [(s.key, s.x.shape[1]) for s in self.token_columns]
+            if self.uses_image:
+                keys = [("f.image", self.pixel.valid[level][0].numel()), *keys]
+            rows = [(s.key, s.x.shape[1]) for s in self.rows]
+            self._content_plans[level] = plan_blocks(
+                rows, keys, self._pairs, device=self.condition.device
+            )
+        return self._content_plans[level]
 
     def _tokens(self) -> torch.Tensor:
         row_blocks = []
