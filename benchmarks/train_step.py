@@ -9,7 +9,8 @@ losses, backward, clip, AdamW), and on one fixed batch the cost of one joint
 forward(+backward) against six single-task forwards(+backwards), side by side.
 
 ``--quickstart`` adds the training overrides of the quickstart. ``--reference`` also trains a
-second model with the per-image reference criterion and one-tensor-at-a-time AdamW, its steps
+second model with the per-image reference criterion, one-tensor-at-a-time AdamW and one dense
+attention mask over the whole interface sequence (instead of its blocks), its steps
 alternating with the batched path's, so both see the same machine load; ``--profile FILE``
 writes cProfile statistics of the timed steps of the batched path (top entries to stderr).
 """
@@ -85,8 +86,10 @@ def joint_vs_single(trainer: Trainer, *, repeats: int, backward: bool) -> dict[s
 
 
 def use_reference(trainer: Trainer) -> None:
-    """Switch a fresh trainer to the per-image criterion and one-tensor-at-a-time AdamW."""
+    """Switch a fresh trainer to the per-image criterion, one-tensor-at-a-time AdamW and the
+    dense-mask interface attention."""
     c, o = trainer.config, trainer.config.optim
+    trainer.model.interface.block_sparse = False
     trainer.criterion = ReferenceCriterion(trainer.weights, match_every_layer=c.match_every_layer)
     trainer.optimizer = build_optimizer(
         trainer.model,

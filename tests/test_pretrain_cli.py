@@ -121,6 +121,7 @@ def test_logs_report_and_exported_parity(exported: Path) -> None:
     for key in ("image_to_text", "text_to_image"):  # in-memory model == exported directories
         assert report["exported_recall_at_1"][key] == pytest.approx(recall[key])
     assert 0 <= report["metrics"]["dense"]["all_patches"] <= 100
+    assert report["config"]["objective"]["hard_negatives"] is False  # the default objective
 
 
 def test_existing_outputs_are_not_replaced_without_overwrite(
@@ -148,3 +149,24 @@ def test_the_same_seed_gives_the_same_weights(
         second = load_file(tmp_path / tower / "model.safetensors")
         assert first.keys() == second.keys()
         assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_the_plain_clip_objective_is_still_available(
+    exported: Path, tiny_world: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from safetensors.torch import load_file
+
+    argv = ["pretrain-encoders", "--data", str(tiny_world), "--out", str(tmp_path), "--steps", "4",
+            "--batch-size", "8", "--threads", "1", "--no-progress"]  # fmt: skip
+    assert main([*argv, "--thing-weight", "0"]) == 2
+    assert "--thing-weight" in capsys.readouterr().err
+    threads = torch.get_num_threads()
+    try:
+        assert main([*argv, "--hard-negatives", "--thing-weight", "2"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    objective = json.loads((tmp_path / "pretrain.json").read_text())["config"]["objective"]
+    assert objective["hard_negatives"] is True and objective["thing_weight"] == 2.0
+    first = load_file(exported / "synth-clip-text" / "model.safetensors")
+    second = load_file(tmp_path / "synth-clip-text" / "model.safetensors")
+    assert not all(torch.equal(first[k], second[k]) for k in first)

@@ -122,7 +122,7 @@ def test_predictor_equals_batched_forward():
         ground = predictor.ground(phrases[b])
         click = predictor.click(prompts[b])
         n = len(phrases[b])
-        ref = batched.grounded_segmentation.final.logits[b, :n].max(-1).values
+        ref = batched.grounded_segmentation.final.logits[b, :n].softmax(-1).max(-1).values
         torch.testing.assert_close(ground.scores, ref, atol=1e-4, rtol=1e-4)
         best = batched.interactive_segmentation.best_masks()[b, :1]
         torch.testing.assert_close(

@@ -46,6 +46,7 @@ def test_write_report_markdown_and_html(tmp_path, monkeypatch):
         return [("Panoptic segmentation", f"threshold {threshold}", picture)]
 
     monkeypatch.setattr(report, "_figures", figures)
+    monkeypatch.setattr(report, "search_section", lambda *a, **k: "## Interleaved search\n")
     metrics = {
         "retrieval": {"IR@1": 50.0, "TR@1": 40.0, "IR@5": 100.0, "num_images": 4},
         "grounding": {"cIoU": 20.0, "mIoU": 25.0, "P@0.5": 10.0},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 
@@ -20,6 +21,7 @@ from findvl.encoders.vision import TinyBackbone, VisionEncoder
 from findvl.model.find import FindModel
 from findvl.model.heads import FindHeads
 from findvl.model.interface import FindInterface
+from findvl.released import RELEASED_PRESETS
 
 
 def find_tiny_config() -> ModelConfig:
@@ -42,24 +44,6 @@ def find_tiny_config() -> ModelConfig:
             max_spatial_points=64,
             pixel_scores="cosine",
         ),
-    )
-
-
-def find_focalt_config() -> ModelConfig:
-    """The released FIND-T interface: hidden 512, 9 layers, 8 heads, FFN 2048, 100 proposals.
-
-    Vision: a Focal-T-shaped pyramid (96/192/384/768 channels); set ``vision.kind=hf`` and
-    ``vision.path`` to use a local Hugging Face vision model instead. Language: set
-    ``language.kind=hf``, ``language.path`` (e.g. a local LLaMA) and ``language.layer=-12``.
-    """
-    return ModelConfig(
-        preset="find_focalt",
-        vision=VisionConfig(kind="tiny", widths=(96, 192, 384, 768), trainable=False),
-        language=LanguageConfig(
-            kind="tiny", dim=512, num_layers=2, trainable=False, proj_init_std=0.02
-        ),
-        pixel_decoder=PixelDecoderConfig(trainable=False),
-        interface=InterfaceConfig(),
     )
 
 
@@ -93,7 +77,13 @@ def find_synth_config() -> ModelConfig:
     """The quickstart's model: find_tiny's interface over the project's own *pretrained, frozen*
     foundation models (``findvl pretrain-encoders`` on the synthetic train split, shipped as
     Hugging Face directories): a CLIP-style ViT (patch 4 at 64 px: a stride-4 grid) and its
-    text tower. Only the pyramid, pixel decoder, interface and ``lang_proj`` train."""
+    text tower. Only the pyramid, pixel decoder, interface and ``lang_proj`` train.
+
+    Sized for 64-pixel images: the pyramid is one octave finer than usual (the interface
+    attends 4x4, 8x8 and 16x16 cells, not 2x2..8x8, so a proposal pools the patch features of
+    its own object: at 2x2..8x8 every thing came out as "some shape", class probability
+    ~1/8), masks come at stride 1 through the pixel-detail path, and the temperature starts
+    at CLIP's 1/0.07 (at the official e^1 no class reaches the 0.8 object threshold)."""
     return ModelConfig(
         preset="find_synth",
         vision=VisionConfig(
@@ -102,12 +92,23 @@ def find_synth_config() -> ModelConfig:
             longest_side=64,
             pyramid_channels=64,
             grid_stride=4,
+            finest_stride=2,
         ),
         language=LanguageConfig(
-            kind="hf", path=f"{SHIPPED}synth-clip-text", layer=None, cache_entries=65536
+            kind="hf",
+            path=f"{SHIPPED}synth-clip-text",
+            layer=None,
+            cache_entries=65536,
+            logit_scale_init=math.log(1 / 0.07),
+            whiten=True,
         ),
         pixel_decoder=PixelDecoderConfig(
-            conv_dim=64, mask_dim=64, num_encoder_layers=1, num_heads=4, ffn_dim=128
+            conv_dim=64,
+            mask_dim=64,
+            num_encoder_layers=1,
+            num_heads=4,
+            ffn_dim=128,
+            mask_stride=1,
         ),
         interface=find_tiny_config().interface,
     )
@@ -116,7 +117,7 @@ def find_synth_config() -> ModelConfig:
 PRESETS: dict[str, Callable[[], ModelConfig]] = {
     "find_tiny": find_tiny_config,
     "find_synth": find_synth_config,
-    "find_focalt": find_focalt_config,
+    **RELEASED_PRESETS,
     "find_sam_llama": find_sam_llama_config,
     "find_dinov2_clip": find_dinov2_clip_config,
 }
@@ -140,9 +141,18 @@ def build_vision(cfg: VisionConfig) -> VisionEncoder:
             longest_side=cfg.longest_side,
             dtype=cfg.dtype,
             grid_stride=cfg.grid_stride,
+            finest_stride=cfg.finest_stride,
+        )
+    elif cfg.kind == "official":
+        from findvl.encoders.official_vision import build_official_vision
+
+        if not cfg.backbone:
+            raise ValueError("vision.backbone: required when vision.kind is 'official'")
+        encoder = build_official_vision(
+            cfg.backbone, trainable=cfg.trainable, longest_side=cfg.longest_side
         )
     else:
-        raise ValueError(f"vision.kind={cfg.kind!r}: expected 'tiny' or 'hf'")
+        raise ValueError(f"vision.kind={cfg.kind!r}: expected 'tiny', 'hf' or 'official'")
     if cfg.longest_side is not None:
         from dataclasses import replace
 
@@ -166,8 +176,21 @@ def build_language(cfg: LanguageConfig) -> LanguageEncoder:
             max_length=cfg.max_length,
         )
         frozen = True
+    elif cfg.kind == "unicl":
+        from findvl.encoders.unicl_text import UniclTextEncoder, load_clip_tokenizer
+
+        encoder = UniclTextEncoder(
+            tokenizer=load_clip_tokenizer(_require_path(cfg.path, "language.path")),
+            width=cfg.dim,
+            layers=cfg.num_layers,
+            heads=cfg.num_heads,
+            context_length=cfg.max_length,
+            vocab_size=cfg.vocab_size,
+        )
+        encoder.requires_grad_(False)
+        frozen = True
     else:
-        raise ValueError(f"language.kind={cfg.kind!r}: expected 'tiny' or 'hf'")
+        raise ValueError(f"language.kind={cfg.kind!r}: expected 'tiny', 'hf' or 'unicl'")
     if cfg.cache_entries > 0 and frozen:
         from findvl.encoders.text_cache import TextFeatureCache
 
@@ -207,6 +230,8 @@ def build_model(config: ModelConfig) -> FindModel:
         num_encoder_layers=pd.num_encoder_layers,
         num_heads=pd.num_heads,
         ffn_dim=pd.ffn_dim,
+        mask_stride=pd.mask_stride,
+        detail_dim=pd.detail_dim,
     )
     if pd.conv_dim != it.hidden_dim:
         raise ValueError(
@@ -231,6 +256,10 @@ def build_model(config: ModelConfig) -> FindModel:
         max_spatial_points=it.max_spatial_points,
         pixel_scores=it.pixel_scores,
         lang_proj_std=config.language.proj_init_std,
+        logit_scale_init=config.language.logit_scale_init,
+        class_logit_scale_init=config.language.class_logit_scale_init,
+        whiten_text=config.language.whiten,
+        conventions=config.conventions,
     )
     model.config = config
     set_trainable(model, config)

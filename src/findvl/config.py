@@ -4,37 +4,58 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
 
 @dataclass
 class VisionConfig:
-    kind: str = "tiny"  # "tiny" (built-in, not pretrained) or "hf" (a local Hugging Face dir)
+    kind: str = "tiny"  # "tiny" (built-in, not pretrained), "hf" (a local Hugging Face dir) or
+    # "official" (a released FIND backbone, weights from a converted checkpoint)
     path: str | None = None  # the local directory when kind == "hf"
+    backbone: str | None = None  # kind == "official": focalt, focall, davitd3, davitd5 or samb
     widths: tuple[int, int, int, int] = (32, 48, 64, 96)  # tiny backbone channels of res2..res5
     longest_side: int | None = None  # resize images so the longer side is this (None: keep)
     pyramid_channels: int = 256  # hf only: channels of the (trainable) simple feature pyramid
     dtype: str = "fp32"  # hf only: compute dtype of the frozen backbone (fp32, bf16, fp16)
     grid_stride: int = 16  # hf ViTs only: input pixels per patch (4/8 keep small images dense)
+    finest_stride: int = 4  # hf ViTs only: stride of res2 (2: every level one octave finer)
     trainable: bool = True  # tiny only; a pretrained (hf) backbone is always frozen
 
 
 @dataclass
 class LanguageConfig:
-    kind: str = "tiny"  # "tiny" (hash tokenizer + small transformer) or "hf" (local dir)
-    path: str | None = None  # the local directory when kind == "hf"
+    kind: str = "tiny"  # "tiny" (hash tokenizer + small transformer), "hf" (local dir) or
+    # "unicl" (the UniCL text tower of the released FIND UniCL configs; weights from a converted
+    # checkpoint, CLIP BPE tokenizer from ``path``)
+    path: str | None = None  # the local directory when kind == "hf"; the tokenizer for "unicl"
     layer: int | None = -12  # hidden_states index used as features (paper ablation; causal LMs)
     max_length: int = 77  # tokens per text, BOS included
     dtype: str = "fp32"  # compute dtype of a pretrained LM (fp32, bf16, fp16)
     dim: int = 64  # tiny encoder width
-    num_layers: int = 1  # tiny encoder depth
+    num_layers: int = 1  # tiny (and unicl) encoder depth
+    num_heads: int = 8  # unicl only: attention heads
+    vocab_size: int = 49408  # unicl only: token table rows (the CLIP BPE vocabulary)
     trainable: bool = True  # tiny only; a pretrained (hf) language model is always frozen
     # init std of lang_proj; None: 1/sqrt(feature dim), so unit-variance token features project
     # to unit-variance tokens, as large as the learned queries they are added to and attended
     # by (0.02, the official value, is that rule for a ~2.5k-wide LLM; for a 64-wide encoder it
     # makes every text token ~8x smaller than the queries and all captions/phrases look alike)
     proj_init_std: float | None = None
+    # initial log temperature of every cosine score (official: 1.0, i.e. scale e; released
+    # weights bring their learned value). With scale e, K classes at cos 0 and the right one
+    # at cos 1, the best class probability is 1/(1+K/e): below the 0.8 object threshold for
+    # K >= 1, so short runs keep no segment at all. ln(1/0.07) is CLIP's start.
+    logit_scale_init: float = 1.0
+    # None (official): generic segmentation's class scores share that temperature; else their
+    # own. Measured on the quickstart (600 steps): one shared temperature from 1/0.07 gives
+    # IR@1 12.3 / TR@1 24.0 and interleaved cIoU 45.6, a class-only 1/0.07 with e^1 elsewhere
+    # 6.3 / 14.0 and 34.3 (PQ 31.5 against 32.5), so the quickstart shares one.
+    class_logit_scale_init: float | None = None
+    whiten: bool = False  # ZCA-whiten the frozen text features (set when training calibrates)
     cache_entries: int = 0  # > 0: cache features of that many texts (frozen encoders only)
     cache_dir: str | None = None  # also keep cached text features on disk (safetensors)
 
@@ -47,6 +68,10 @@ class PixelDecoderConfig:
     num_heads: int = 8
     ffn_dim: int = 2048
     trainable: bool = True  # False when it comes with pretrained weights
+    # stride of mask_features; None: the finest level's (the released design); finer adds a
+    # pixel-detail path (small images)
+    mask_stride: int | None = None
+    detail_dim: int = 32  # channels of that path
 
 
 @dataclass
@@ -65,12 +90,24 @@ class InterfaceConfig:
 
 
 @dataclass
+class ConventionsConfig:
+    """Numerical conventions that released FIND weights were trained with (``official``
+    presets) and findvl's own choices (the defaults, kept by ``find_tiny``/``find_synth``)."""
+
+    point_convention: str = "center"  # "center" or "official" (see findvl.model.sampler)
+    points_per_level: bool = False  # True: each level draws its own points (official)
+    class_prompt: str = "name"  # "name" or "describe": "Describe the concept of {name}."
+    grounding_scale_cap: float | None = None  # official: exp(logit_scale) capped at 100
+
+
+@dataclass
 class ModelConfig:
     preset: str = "custom"
     vision: VisionConfig = field(default_factory=VisionConfig)
     language: LanguageConfig = field(default_factory=LanguageConfig)
     pixel_decoder: PixelDecoderConfig = field(default_factory=PixelDecoderConfig)
     interface: InterfaceConfig = field(default_factory=InterfaceConfig)
+    conventions: ConventionsConfig = field(default_factory=ConventionsConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -86,6 +123,7 @@ def from_dict(cls: type, data: dict[str, Any], path: str = "") -> Any:
             f"config {path or cls.__name__}: expected an object, got {type(data).__name__}"
         )
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
     kwargs = {}
     for key, value in data.items():
         name = f"{path}.{key}" if path else key
@@ -98,11 +136,56 @@ def from_dict(cls: type, data: dict[str, Any], path: str = "") -> Any:
         )
         if sub is not None and dataclasses.is_dataclass(sub):
             kwargs[key] = from_dict(sub, value, name)
-        elif isinstance(value, list):
-            kwargs[key] = tuple(value)
         else:
-            kwargs[key] = value
+            kwargs[key] = _typed(value, hints[key], name)
     return cls(**kwargs)
+
+
+_SCALARS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+def _typed(value: Any, hint: Any, name: str) -> Any:
+    """``value`` checked against the field type ``hint`` (ints become floats where floats are
+    expected, lists tuples); ``ValueError`` naming the key otherwise."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        errors = []
+        for option in options:
+            try:
+                return _typed(value, option, name)
+            except ValueError as error:
+                errors.append(error)
+        raise errors[0]
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"config key {name!r}: expected a list, got {value!r}")
+        item = args[0] if args else Any
+        if len(args) > 1 and args[1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ValueError(
+                    f"config key {name!r}: expected {len(args)} values, got {list(value)!r}"
+                )
+            return tuple(_typed(v, a, f"{name}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        return tuple(_typed(v, item, f"{name}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"config key {name!r}: expected an object, got {value!r}")
+        for k, v in value.items():  # checked, kept as given (integer weights stay integers)
+            _typed(v, args[1] if args else Any, f"{name}.{k}")
+        return dict(value)
+    if hint in _SCALARS:
+        ok = isinstance(value, hint) and not (hint is not bool and isinstance(value, bool))
+        if hint is float and isinstance(value, int) and not isinstance(value, bool):
+            value, ok = float(value), True
+        if hint is float and ok and not math.isfinite(value):
+            ok = False
+        if not ok:
+            raise ValueError(f"config key {name!r}: expected {_SCALARS[hint]}, got {value!r}")
+        return value
+    return value
 
 
 def apply_overrides(config: Any, overrides: list[str]) -> Any:

@@ -13,6 +13,7 @@ import torch
 from markdown_it import MarkdownIt
 
 from findvl.data.dataset import load_dataset
+from findvl.index.report import search_section
 from findvl.postprocess import OBJECT_THRESHOLD
 from findvl.predictor import FindPredictor
 from findvl.report_pictures import (
@@ -52,7 +53,7 @@ TABLES = [
         [
             ("cIoU", "interleave_segmentation.cIoU"),
             ("mIoU", "interleave_segmentation.mIoU"),
-            ("AP50", "interleave_segmentation.P@0.5"),
+            ("P@0.5", "interleave_segmentation.P@0.5"),
         ],
     ),
     (
@@ -295,5 +296,9 @@ def write_report(
     md += "\n".join(
         f"### {t}\n\n{note}\n\n![{t}]({p.relative_to(out).as_posix()})\n" for t, note, p in figures
     )
+    with torch.no_grad():
+        md += "\n" + search_section(
+            model, samples, out / "pictures", link_root=out, queries=3, k=5, seed=seed
+        )
     (out / "report.md").write_text(md)
     (out / "report.html").write_text(render_html(md, title="findvl quickstart"))

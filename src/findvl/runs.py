@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from findvl.build import build_model
+from findvl.build import SHIPPED, build_model
 from findvl.model.find import FindModel
 from findvl.train.checkpoint import find_latest, load_checkpoint
 from findvl.train.config import TrainConfig, load_train_config
@@ -45,16 +45,58 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return latest
 
 
-def load_run(path: str | Path, *, device: str = "cpu") -> LoadedRun:
-    """Rebuild the model from the checkpoint's config and load its weights (no pickle)."""
+def _trusted_path(value: str | None, key: str, ckpt: Path, given: str | None) -> str | None:
+    """A directory named by a checkpoint, made safe: the command line's ``given`` wins; a
+    shipped ``findvl:NAME`` stays; a relative path without ``..`` is taken relative to the run
+    directory (the checkpoint's parent); anything else is refused, so a checkpoint cannot
+    point the program at arbitrary directories."""
+    if given is not None:
+        return given
+    if value is None:
+        return None
+    if value.startswith(SHIPPED):
+        name = value[len(SHIPPED) :]
+        if name and "/" not in name and "\\" not in name and name not in (".", ".."):
+            return value
+    elif not Path(value).is_absolute() and ".." not in Path(value).parts:
+        return str(ckpt.parent / value)
+    raise ValueError(
+        f"{ckpt}/state.json: {key} {value!r} is outside the run directory; give the directory "
+        f"on the command line ({_FLAGS[key]}) to use it"
+    )
+
+
+_FLAGS = {"model.vision.path": "--vision-path", "model.language.path": "--language-path"}
+
+
+def load_run(
+    path: str | Path,
+    *,
+    device: str = "cpu",
+    vision_path: str | None = None,
+    language_path: str | None = None,
+) -> LoadedRun:
+    """Rebuild the model from the checkpoint's config and load its weights (no pickle).
+
+    Directories come from the command line (``vision_path``, ``language_path``) or from the
+    checkpoint within the rules of :func:`_trusted_path`; the checkpoint's on-disk text cache
+    directory is never used (the cache stays in memory).
+    """
     import json
 
     ckpt = resolve_checkpoint(path)
-    state = json.loads((ckpt / "state.json").read_text())
-    saved = state.get("config", {})
-    if "train" not in saved:
+    try:
+        state = json.loads((ckpt / "state.json").read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        raise ValueError(f"{ckpt}/state.json: unreadable ({error})") from None
+    saved = state.get("config", {}) if isinstance(state, dict) else {}
+    if not isinstance(saved, dict) or "train" not in saved:
         raise ValueError(f"{ckpt}/state.json: config.train is missing (not a findvl training run)")
     config = load_train_config(saved["train"])
+    vision, language = config.model.vision, config.model.language
+    vision.path = _trusted_path(vision.path, "model.vision.path", ckpt, vision_path)
+    language.path = _trusted_path(language.path, "model.language.path", ckpt, language_path)
+    language.cache_dir = None
     model = build_model(config.model)
     load_checkpoint(ckpt, model=model, restore_rng=False)
     vocab = saved.get("vocabulary", {})

@@ -7,12 +7,14 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from findvl.cli.checks import positive_int
+
 
 def _add_synth(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output root")
-    parser.add_argument("--images", type=int, required=True, help="number of images")
+    parser.add_argument("--images", type=positive_int, required=True, help="number of images")
     parser.add_argument("--seed", type=int, required=True, help="random seed")
-    parser.add_argument("--size", type=int, default=128, help="image side in pixels")
+    parser.add_argument("--size", type=positive_int, default=128, help="image side in pixels")
     parser.add_argument("--split", choices=("train", "val"), default="train")
     parser.add_argument(
         "--holdout-combos",

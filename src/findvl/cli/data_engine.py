@@ -8,6 +8,14 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
+from findvl.cli.checks import (
+    check_output_file,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+)
+
 
 def register(parser: argparse.ArgumentParser) -> None:
     """Add the engine's arguments to ``parser`` and set ``func``."""
@@ -21,21 +29,35 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="model name the server serves")
     parser.add_argument("--out", type=Path, required=True, help="FIND-Bench entity JSON to write")
     parser.add_argument(
-        "--concurrency", type=int, metavar="K", default=4, help="requests in flight (4)"
+        "--concurrency", type=positive_int, metavar="K", default=4, help="requests in flight (4)"
     )
     parser.add_argument(
-        "--timeout", type=float, metavar="S", default=120.0, help="per-request seconds (120)"
+        "--timeout",
+        type=positive_float,
+        metavar="S",
+        default=120.0,
+        help="seconds a whole request may take, reading the reply included (120)",
     )
-    parser.add_argument("--retries", type=int, metavar="R", default=3, help="retries per image (3)")
     parser.add_argument(
-        "--limit", type=int, metavar="N", default=None, help="process at most N images"
+        "--retries", type=nonnegative_int, metavar="R", default=3, help="retries per image (3)"
+    )
+    parser.add_argument(
+        "--limit", type=nonnegative_int, metavar="N", default=None, help="process at most N images"
     )
     parser.add_argument("--dry-run", action="store_true", help="write the prompts to --out only")
     parser.add_argument(
-        "--temperature", type=float, metavar="T", default=0.2, help="sampling temperature"
+        "--temperature",
+        type=nonnegative_float,
+        metavar="T",
+        default=0.2,
+        help="sampling temperature",
     )
     parser.add_argument(
-        "--captions-per-image", type=int, metavar="N", default=1, help="captions per image (1)"
+        "--captions-per-image",
+        type=positive_int,
+        metavar="N",
+        default=1,
+        help="captions per image (1)",
     )
     parser.add_argument(
         "--pseudo-captions",
@@ -45,7 +67,11 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="COCO-captions-format file of detailed model-written descriptions",
     )
     parser.add_argument(
-        "--backoff", type=float, metavar="S", default=1.0, help="first retry wait, seconds"
+        "--backoff",
+        type=nonnegative_float,
+        metavar="S",
+        default=1.0,
+        help="first retry wait, seconds",
     )
     parser.add_argument(
         "--seed", type=int, metavar="N", default=0, help="seed of the backoff jitter"
@@ -68,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     from findvl.data.engine_client import ChatClient, RetryPolicy
     from findvl.data.engine_inputs import load_engine_images
 
+    check_output_file(args.out)
     images = load_engine_images(args.data, args.split, pseudo_captions=args.pseudo_captions)
     if args.dry_run:
         selected = images if args.limit is None else images[: args.limit]

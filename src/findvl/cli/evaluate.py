@@ -10,6 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
+from findvl.cli.checks import check_device
 from findvl.evaluation.tasks import TASKS
 
 
@@ -36,7 +37,24 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--max-clicks", type=int, default=20, help="clicks per object (20)")
     parser.add_argument("--device", default="cpu")
+    add_encoder_path_arguments(parser)
     parser.add_argument("--no-progress", action="store_true")
+
+
+def add_encoder_path_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--vision-path`` / ``--language-path``: encoder directories outside the run."""
+    parser.add_argument(
+        "--vision-path", default=None, metavar="DIR", help="vision encoder directory to use"
+    )
+    parser.add_argument(
+        "--language-path", default=None, metavar="DIR", help="language encoder directory to use"
+    )
+
+
+def encoder_paths(args: argparse.Namespace) -> dict[str, str]:
+    """The ``load_run`` keyword arguments of the encoder directories given on the command line."""
+    names = ("vision_path", "language_path")
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
 
 def check_positive(name: str, value: int | None) -> None:
@@ -53,7 +71,8 @@ def evaluate_args(args: argparse.Namespace, tasks: tuple[str, ...], out_dir=None
         check_positive(f"--{name.replace('_', '-')}", getattr(args, name))
     if not args.data.is_dir():
         raise FileNotFoundError(f"--data: no directory at {args.data}")
-    loaded = load_run(args.checkpoint, device=args.device)
+    check_device(args.device)
+    loaded = load_run(args.checkpoint, device=args.device, **encoder_paths(args))
     result = evaluate_run(
         loaded.model,
         loaded.class_names,

@@ -6,6 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
+from findvl.cli.checks import check_device, check_output_file, numbers
+from findvl.cli.evaluate import add_encoder_path_arguments, encoder_paths
+
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", type=Path, help="an RGB image file")
@@ -14,6 +17,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--out", type=Path, default=None, help="output prefix (default: next to the image)"
     )
     parser.add_argument("--device", default="cpu")
+    add_encoder_path_arguments(parser)
 
 
 def _unit_interval(text: str) -> float:
@@ -68,8 +72,11 @@ def _load(args):
 
     if not args.image.is_file():
         raise FileNotFoundError(f"image: no such file: {args.image}")
+    check_device(args.device)
+    prefix = args.out or args.image.with_suffix("")
+    check_output_file(Path(f"{prefix}.{args.func.__name__[4:]}.json"))
     image = load_rgb(args.image)
-    run = load_run(args.checkpoint, device=args.device)
+    run = load_run(args.checkpoint, device=args.device, **encoder_paths(args))
     predictor = FindPredictor(run.model)
     predictor.set_image(torch.from_numpy(image.copy()).permute(2, 0, 1))
     return image, run, predictor
@@ -119,26 +126,20 @@ def run_ground(args: argparse.Namespace) -> int:
     return 0
 
 
-def _xy(text: str, field: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.split(","))
-    except ValueError as error:
-        raise ValueError(f"{field}: expected numbers separated by commas, got {text!r}") from error
-
-
 def run_click(args: argparse.Namespace) -> int:
     from findvl.model.requests import VisualPrompt
     from findvl.model.sampler import rasterize
 
-    image, _, predictor = _load(args)
-    size = image.shape[:2]
     if not args.point and not args.box:
         raise ValueError("--point/--box: give at least one positive click or a box")
-    points = [_xy(p, "--point") for p in args.point]
+    points = [numbers(p, "--point", 2) for p in args.point]
+    box = numbers(args.box, "--box", 4) if args.box else None
+    negatives = [numbers(p, "--negative", 2) for p in args.negative]
+    image, _, predictor = _load(args)
+    size = image.shape[:2]
     positive = rasterize(size, points=points, field="--point")
-    if args.box:
-        positive |= rasterize(size, box=_xy(args.box, "--box"), field="--box")
-    negatives = [_xy(p, "--negative") for p in args.negative]
+    if box is not None:
+        positive |= rasterize(size, box=box, field="--box")
     negative = rasterize(size, points=negatives, field="--negative") if negatives else None
     result = predictor.click([VisualPrompt(positive, negative)])
     clicks = [(int(y), int(x), True) for x, y in points] + [

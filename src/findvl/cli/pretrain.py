@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+
+from findvl.cli.checks import positive_int
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -26,12 +29,16 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="output directory (synth-clip-vision/, synth-clip-text/, logs, pretrain.json)",
     )
     budget = parser.add_mutually_exclusive_group()
-    budget.add_argument("--steps", type=int, default=None, help="optimiser steps (default 1800)")
+    budget.add_argument(
+        "--steps", type=positive_int, default=None, help="optimiser steps (default 1800)"
+    )
     budget.add_argument(
         "--minutes", type=float, default=None, help="wall-clock budget instead of a step count"
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--batch-size", type=int, default=None, help="images per step (default 32)")
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=None, help="images per step (default 32)"
+    )
     parser.add_argument(
         "--eval-split",
         default="val",
@@ -39,6 +46,18 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
+    )
+    parser.add_argument(
+        "--hard-negatives",
+        action="store_true",
+        help="add shape/colour-swapped captions as image->text negatives (NegCLIP); "
+        "measured: no gain for the shipped tiny ViT, whose image side does not see shapes",
+    )
+    parser.add_argument(
+        "--thing-weight",
+        type=float,
+        default=None,
+        help="extra factor on the dense loss weight of thing classes (default 1)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace earlier outputs")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -61,6 +80,12 @@ def run(args: argparse.Namespace) -> int:
         cfg.optim.steps = args.steps
     if args.batch_size is not None:
         cfg.optim.batch_size = args.batch_size
+    cfg.objective.hard_negatives = args.hard_negatives
+    if args.thing_weight is not None:
+        if args.thing_weight <= 0:
+            print(f"--thing-weight: must be positive, got {args.thing_weight}", file=sys.stderr)
+            return 2
+        cfg.objective.thing_weight = args.thing_weight
     eval_split = None if args.eval_split.lower() == "none" else args.eval_split
     report = pretrain_encoders(
         args.data, args.out, cfg, eval_split=eval_split, overwrite=args.overwrite,

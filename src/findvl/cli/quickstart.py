@@ -30,8 +30,11 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from findvl.cli.checks import check_device, check_output_dir
     from findvl.quickstart import QuickstartConfig, run_quickstart
 
+    check_device(args.device)
+    check_output_dir(args.out)
     cfg = QuickstartConfig(
         out=args.out,
         minutes=args.minutes,

@@ -6,20 +6,25 @@ import argparse
 import json
 from pathlib import Path
 
+from findvl.cli.checks import check_device, check_output_dir, positive_float, positive_int
+
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--preset",
         default="find_tiny",
-        help="model preset (find_tiny, find_synth, find_focalt, find_sam_llama, find_dinov2_clip)",
+        help="model preset (find_tiny, find_synth, find_sam_llama, find_dinov2_clip, or a "
+        "released architecture: find_focalt, find_focalt_unicl, ..., see docs/checkpoints.md)",
     )
     parser.add_argument("--data", type=Path, required=True, help="dataset root")
     parser.add_argument("--split", default="train")
     parser.add_argument("--out", type=Path, required=True, help="run directory")
     length = parser.add_mutually_exclusive_group()
-    length.add_argument("--steps", type=int, help="optimizer steps")
-    length.add_argument("--epochs", type=float, help="passes over the split (sets --steps)")
-    parser.add_argument("--batch-size", type=int, default=8, help="images per process")
+    length.add_argument("--steps", type=positive_int, help="optimizer steps (1000)")
+    length.add_argument(
+        "--epochs", type=positive_float, help="passes over the split (sets --steps)"
+    )
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="images per process")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -42,7 +47,9 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.data.is_dir():
         raise FileNotFoundError(f"--data: no directory at {args.data}")
-    steps = args.steps or 1000
+    check_device(args.device)
+    check_output_dir(args.out)
+    steps = 1000 if args.steps is None else args.steps
     if args.epochs is not None:
         n = len(load_dataset(args.data, args.split))
         steps = max(1, round(args.epochs * n / args.batch_size))

@@ -7,15 +7,16 @@ id 0 is VOID (no segment).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 from pycocotools import mask as mask_utils
 
 from findvl.data.jsonio import get_field, get_int, get_list, load_json
+from findvl.images import read_label_png
 from findvl.panoptic_ids import rgb2id
 
 
@@ -93,8 +94,7 @@ class PanopticImage:
         """``[H,W]`` int64 segment id per pixel (0: VOID)."""
         if not self.segmentation_path.is_file():
             raise FileNotFoundError(f"{self.segmentation_path}: no such panoptic PNG")
-        with Image.open(self.segmentation_path) as png:
-            return rgb2id(np.asarray(png.convert("RGB")))
+        return rgb2id(read_label_png(self.segmentation_path, rgb=True))
 
     def load_masks(self) -> np.ndarray:
         """``[N,H,W]`` bool masks of ``segments`` (same order)."""
@@ -106,6 +106,25 @@ class PanopticImage:
             )
         segment_ids = np.array([s.id for s in self.segments], dtype=np.int64)
         return ids[None, :, :] == segment_ids[:, None, None]
+
+
+#: Environment variable that lets dataset file names point outside the dataset root.
+ALLOW_OUTSIDE_ROOT_ENV = "FINDVL_ALLOW_OUTSIDE_ROOT"
+
+
+def confined(root: str | Path, name: str, where: str) -> Path:
+    """``root / name``, refusing an absolute ``name`` or one with ``..`` parts unless
+    ``--allow-outside-root`` (``FINDVL_ALLOW_OUTSIDE_ROOT=1``) is set. Symbolic links inside
+    the dataset are followed (a dataset may link its image folder elsewhere)."""
+    path = Path(root) / name
+    if os.environ.get(ALLOW_OUTSIDE_ROOT_ENV) == "1":
+        return path
+    if Path(name).is_absolute() or ".." in Path(name).parts or not name:
+        raise ValueError(
+            f"{where}: file name {name!r} points outside {root} (pass --allow-outside-root "
+            "to read it anyway)"
+        )
+    return path
 
 
 def read_panoptic(
@@ -146,8 +165,10 @@ def read_panoptic(
                 image.height,
                 image.width,
                 tuple(segments),
-                Path(image_dir) / image.file_name,
-                Path(panoptic_dir) / get_field(record, "file_name", str, where),
+                confined(image_dir, image.file_name, f"{json_path}: images (id {image_id})"),
+                confined(
+                    panoptic_dir, get_field(record, "file_name", str, where), f"{where}.file_name"
+                ),
             )
         )
     return out, categories
@@ -274,7 +295,11 @@ def read_refs(path: str | Path) -> list[Ref]:
             sent = get_field(s, "sent", str, ws)
             if not sent.strip():
                 raise ValueError(f"{ws}.sent: empty text")
-            tokens = tuple(s["tokens"]) if "tokens" in s else tuple(sent.split())
+            tokens = tuple(sent.split())
+            if "tokens" in s:
+                tokens = tuple(get_list(s, "tokens", ws))
+                if not all(isinstance(token, str) for token in tokens):
+                    raise ValueError(f"{ws}.tokens: expected a list of strings, got {tokens!r:.80}")
             sentences.append(RefSentence(sent, tokens, get_int(s, "sent_id", ws)))
         out.append(
             Ref(

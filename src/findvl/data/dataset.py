@@ -81,6 +81,15 @@ def _check_entity_segments(
                     f"{path}: annotations[{i}].phrase[{j}].annotation_id: "
                     f"{span.segment_id} is not a segment of image {caption.image_id}"
                 )
+            ref = span.reference
+            source = by_id.get(ref.image_id) if ref is not None else None
+            if source is not None and ref.annotation_id not in {
+                s.id for s in source.panoptic.segments
+            }:
+                raise ValueError(
+                    f"{path}: annotations[{i}].phrase[{j}].reference.annotation_id: "
+                    f"{ref.annotation_id} is not a segment of image {ref.image_id}"
+                )
 
 
 def _read_checked_entity(path: Path, by_id: dict[int, Sample]) -> list[EntityCaption]:
@@ -91,6 +100,9 @@ def _read_checked_entity(path: Path, by_id: dict[int, Sample]) -> list[EntityCap
 
 def load_dataset(root: str | Path, split: str, paths: DatasetPaths | None = None) -> list[Sample]:
     """Gather, per image of the panoptic file, its captions, refs and entity captions.
+
+    Entity phrases must name segments of their image, and visual references segments of the
+    referenced image when it is in the split (a reference to another split stays text).
 
     Args:
         root: dataset root (see :meth:`DatasetPaths.standard`).

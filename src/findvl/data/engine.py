@@ -9,6 +9,7 @@ appended to ``OUT.progress.jsonl`` (fsynced per line) and skipped by a later run
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import random
 import time
@@ -190,6 +191,9 @@ def process_image(image: EngineImage, *, client: ChatBackend, config: EngineConf
         except RejectedRequestError as error:
             record.error = str(error)
             return record
+        except (UnicodeError, http.client.HTTPException, OSError) as error:
+            # a backend's undecodable or cut-short reply fails this attempt, not the run
+            last_error = f"unreadable reply: {type(error).__name__}: {error}"
         else:
             _accept(record, captions)
             return record

@@ -7,8 +7,12 @@ markup) and both kinds of failure share one retry budget.
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
 import random
+import socket
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -101,24 +105,120 @@ class ChatClient:
                 is not JSON (a proxy's error page).
             RejectedRequestError: another HTTP 4xx, or JSON without message content.
         """
+        deadline = _Deadline(self.timeout_s)
+        with deadline:
+            raw = self._send(messages, deadline)
+        if deadline.expired:
+            raise TransientRequestError(
+                f"timeout: no complete reply within {self.timeout_s}s from {self.url}"
+            )
         try:
-            with urllib.request.urlopen(self._request(messages), timeout=self.timeout_s) as resp:
-                raw = resp.read()
+            payload = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
+            raise TransientRequestError(f"reply from {self.url} is not JSON: {error}") from error
+        return _message_content(payload, url=self.url)
+
+    def _send(self, messages: Sequence[dict[str, str]], deadline: _Deadline) -> bytes:
+        opener = urllib.request.build_opener(_DeadlineHTTP(deadline), _DeadlineHTTPS(deadline))
+        try:
+            with opener.open(self._request(messages), timeout=self.timeout_s) as resp:
+                return _read_limited(resp, self.url)
         except urllib.error.HTTPError as error:
-            detail = error.read()[:300].decode("utf-8", "replace")
+            try:
+                detail = error.read()[:300].decode("utf-8", "replace")
+            except (OSError, http.client.HTTPException):
+                detail = ""
             message = f"HTTP {error.code} from {self.url}: {detail}"
             if error.code == 429 or error.code >= 500:
                 raise TransientRequestError(message) from error
             raise RejectedRequestError(message) from error
-        except TimeoutError as error:
-            raise TransientRequestError(f"timeout after {self.timeout_s}s: {self.url}") from error
-        except (urllib.error.URLError, ConnectionError, OSError) as error:
+        except (TimeoutError, urllib.error.URLError, http.client.HTTPException, OSError) as error:
+            # http.client.IncompleteRead (a reply cut short) is an HTTPException
+            if deadline.expired or isinstance(error, TimeoutError):
+                raise TransientRequestError(
+                    f"timeout: no complete reply within {self.timeout_s}s from {self.url}"
+                ) from error
             raise TransientRequestError(f"connection error to {self.url}: {error}") from error
-        try:
-            payload = json.loads(raw)
-        except json.JSONDecodeError as error:
-            raise TransientRequestError(f"reply from {self.url} is not JSON: {error}") from error
-        return _message_content(payload, url=self.url)
+
+
+#: Largest reply body read (bytes); a longer one is a failed request.
+MAX_REPLY_BYTES = 16 << 20
+
+
+def _read_limited(resp, url: str) -> bytes:
+    data = resp.read(MAX_REPLY_BYTES + 1)
+    if len(data) > MAX_REPLY_BYTES:
+        raise RejectedRequestError(f"reply from {url} is larger than {MAX_REPLY_BYTES} bytes")
+    missing = getattr(resp, "length", None)
+    if missing:  # the server closed before sending its Content-Length
+        raise http.client.IncompleteRead(data, missing)
+    return data
+
+
+class _Deadline:
+    """Bounds a whole request: when ``seconds`` pass, the sockets opened for it are shut down,
+    so a server that sends its reply one byte at a time cannot keep the request alive (the
+    socket timeout alone bounds only each single read)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def add(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            expired = self.expired
+        if expired:
+            _shutdown(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shutdown(sock)
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def _connection_class(base: type, deadline: _Deadline) -> type:
+    class DeadlineConnection(base):
+        def connect(self) -> None:
+            super().connect()
+            deadline.add(self.sock)
+
+    return DeadlineConnection
+
+
+class _DeadlineHTTP(urllib.request.HTTPHandler):
+    def __init__(self, deadline: _Deadline) -> None:
+        super().__init__()
+        self._conn = _connection_class(http.client.HTTPConnection, deadline)
+
+    def http_open(self, req):
+        return self.do_open(self._conn, req)
+
+
+class _DeadlineHTTPS(urllib.request.HTTPSHandler):
+    def __init__(self, deadline: _Deadline) -> None:
+        super().__init__()
+        self._conn = _connection_class(http.client.HTTPSConnection, deadline)
+
+    def https_open(self, req):
+        return self.do_open(self._conn, req, context=self._context)
 
 
 def _message_content(payload: object, *, url: str) -> str:

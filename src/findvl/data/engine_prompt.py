@@ -182,7 +182,7 @@ def _clean_line(line: str) -> str:
 
 
 def _check_plain(text: str, *, line: str) -> None:
-    for mark in "<>":
+    for mark in "<>[]":  # FIND-Bench markup characters: sentence_raw holds them only as markup
         if mark in text:
             raise MalformedReplyError(f"stray {mark!r} outside (id)<phrase> markup in {line!r}")
 
@@ -220,6 +220,8 @@ def parse_caption(line: str, *, valid_ids: Collection[int]) -> ParsedCaption:
         inner = line[match.end() : close]
         if "<" in inner:
             raise MalformedReplyError(f"nested '<' at offset {match.end() - 1} in {line!r}")
+        if "[" in inner or "]" in inner:
+            raise MalformedReplyError(f"'[' or ']' inside a phrase in {line!r}")
         if not inner.strip():
             raise MalformedReplyError(f"empty phrase at offset {match.start()} in {line!r}")
         token = match.group(1).strip()

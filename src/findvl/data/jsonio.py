@@ -17,7 +17,9 @@ def load_json(path: str | Path) -> Any:
         with path.open("rb") as f:
             return json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from error
+        raise ValueError(f"{path}: not valid JSON ({error})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: JSON nested too deeply") from None
 
 
 def json_bytes(obj: Any) -> bytes:

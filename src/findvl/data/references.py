@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 from findvl.data.coco import PanopticImage, read_panoptic
 from findvl.data.dataset import DatasetPaths
 from findvl.data.findbench import EntityFile, EntityPhrase, Reference, read_entity, write_entity
+from findvl.images import read_image
 
 # Similarities are computed for at most this many (query, candidate) pairs at a time.
 _BLOCK_PAIRS = 1 << 22
@@ -152,13 +152,7 @@ class SegmentTableBuilder:
 
 def load_image(path: Path) -> np.ndarray:
     """An image file -> ``[H,W,3]`` uint8 RGB."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such image")
-    try:
-        with Image.open(path) as im:
-            return np.array(im.convert("RGB"))
-    except OSError as error:
-        raise ValueError(f"{path}: not a readable image ({error})") from error
+    return read_image(path)
 
 
 def embed_segments(

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from findvl.data.dataset import Sample
 from findvl.data.prompts import sample_random_prompt
+from findvl.images import read_image
 
 _LEFT_RIGHT = re.compile(r"\b(left|right)\b")
 
@@ -81,12 +81,8 @@ class ExampleConfig:
 
 
 def load_rgb(path) -> np.ndarray:
-    """``HxWx3`` uint8; a clear error naming the file when it cannot be read."""
-    try:
-        with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"))
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{path}: cannot read image ({error})") from error
+    """``HxWx3`` uint8 (see :mod:`findvl.images`); a clear error naming the file."""
+    return read_image(path)
 
 
 def _swap_left_right(text: str) -> str:
@@ -145,9 +141,14 @@ def make_example(
 
     things = [i for i, s in enumerate(segments) if s.isthing]
     pool = things or list(range(len(segments)))
-    k = int(rng.integers(1, config.max_prompts + 1)) if pool else 0
+    # visual prompts: any segment, thing or stuff (as the official sampler's random panoptic
+    # instances, and as the evaluation clicks every non-crowd segment)
+    everything = list(range(len(segments)))
+    k = int(rng.integers(1, config.max_prompts + 1)) if everything else 0
     chosen = (
-        [int(i) for i in rng.choice(pool, size=min(k, len(pool)), replace=False)] if pool else []
+        [int(i) for i in rng.choice(everything, size=min(k, len(everything)), replace=False)]
+        if everything
+        else []
     )
     prompts = [torch.from_numpy(sample_random_prompt(masks[i], rng)[1]) for i in chosen]
 

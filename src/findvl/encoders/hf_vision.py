@@ -69,6 +69,8 @@ class FrozenViTEncoder(VisionEncoder):
         grid_stride: input pixels per grid cell (16: ViT-B/16-style; 4 or 8 for small models
             on small images, where a stride-16 grid would leave a few cells per image). The
             image is resampled so one backbone patch covers ``grid_stride`` pixels (SAM: 16).
+        finest_stride: stride of the pyramid's ``res2`` (4; 2 makes every level one octave
+            finer, for small images).
     """
 
     def __init__(
@@ -80,12 +82,16 @@ class FrozenViTEncoder(VisionEncoder):
         out_channels: int = 256,
         model_type: str,
         grid_stride: int = GRID_STRIDE,
+        finest_stride: int = 4,
     ) -> None:
         super().__init__()
         self.backbone = backbone.requires_grad_(False).eval()
         self.grid_stride = grid_stride
         self.pyramid = SimpleFeaturePyramid(
-            in_channels=grid_channels, out_channels=out_channels, in_stride=grid_stride
+            in_channels=grid_channels,
+            out_channels=out_channels,
+            in_stride=grid_stride,
+            finest_stride=finest_stride,
         )
         self.levels = self.pyramid.levels
         self.norm = norm

@@ -123,6 +123,7 @@ def load_vision_encoder(
     longest_side: int | None = None,
     dtype: str | torch.dtype = "fp32",
     grid_stride: int = 16,
+    finest_stride: int = 4,
 ) -> FrozenViTEncoder:
     """Load SAM / DINOv2 / CLIP vision weights from ``path`` as a frozen pyramid encoder.
 
@@ -134,6 +135,7 @@ def load_vision_encoder(
             else 1024.
         dtype: the backbone's dtype (the features are float32).
         grid_stride: input pixels per backbone patch (16, or 4/8 for small images).
+        finest_stride: stride of the pyramid's finest level (4, or 2 for small images).
     """
     directory, config = read_model_config(path, role="vision")
     model_type, torch_dtype = config["model_type"], parse_dtype(dtype)
@@ -167,6 +169,7 @@ def load_vision_encoder(
         out_channels=out_channels,
         model_type=model_type,
         grid_stride=grid_stride,
+        finest_stride=finest_stride,
     )
 
 

@@ -113,7 +113,8 @@ class PixelDecoder(nn.Module):
         num_encoder_layers: transformer layers on the coarsest level.
         num_heads: heads of those layers.
         ffn_dim: their FFN width.
-        mask_stride: 4 (the released design), or 2 / 1 for the pixel-detail path.
+        mask_stride: stride of ``mask_features``; None: the finest level's (the released
+            design); a finer one (1 or 2) adds the pixel-detail path.
         detail_dim: channels of the detail stem.
     """
 
@@ -126,14 +127,19 @@ class PixelDecoder(nn.Module):
         num_encoder_layers: int,
         num_heads: int,
         ffn_dim: int,
-        mask_stride: int = 4,
+        mask_stride: int | None = None,
         detail_dim: int = 32,
     ) -> None:
         super().__init__()
-        if mask_stride not in (1, 2, 4):
-            raise ValueError(f"mask_stride must be 1, 2 or 4, got {mask_stride}")
         if len(in_levels) != 4:
             raise ValueError(f"pixel decoder needs 4 input levels (res2..res5), got {in_levels}")
+        finest = in_levels[0].stride
+        mask_stride = finest if mask_stride is None else mask_stride
+        if mask_stride not in (1, 2, 4) or mask_stride > finest:
+            raise ValueError(
+                f"mask_stride must be 1, 2 or 4 and at most the finest level's stride "
+                f"({finest}), got {mask_stride}"
+            )
         self.in_levels = in_levels
         self.input_proj = nn.Conv2d(in_levels[-1].channels, conv_dim, 1)
         self.transformer = _EncoderHolder(
@@ -149,7 +155,8 @@ class PixelDecoder(nn.Module):
             f"layer_{len(in_levels)}", ConvNorm(conv_dim, conv_dim, 3, norm=True, relu=True)
         )
         self.mask_stride = mask_stride
-        if mask_stride == 4:
+        self.detailed = mask_stride < finest
+        if not self.detailed:
             self.mask_features = nn.Conv2d(conv_dim, mask_dim, 3, padding=1)
         else:
             self.detail = DetailStem(detail_dim, stride=mask_stride)
@@ -180,8 +187,9 @@ class PixelDecoder(nn.Module):
             y = getattr(self, f"layer_{i + 1}")(y)
             outs.append(y)
             valids.append(downsample_valid(valid, tuple(y.shape[-2:])))
-        if self.mask_stride == 4:
-            return PixelFeatures(outs[:3], valids[:3], self.mask_features(outs[-1]), valids[-1])
+        if not self.detailed:
+            mask_features = self.mask_features(outs[-1])
+            return PixelFeatures(outs[:3], valids[:3], mask_features, valids[-1], self.mask_stride)
         if pixels is None:
             raise ValueError(f"mask_stride={self.mask_stride} needs the pixels")
         detail = self.detail(pixels)

@@ -13,7 +13,17 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from findvl.eval.io import expect_type, field, json_list, load_json, percent, rle_from_json
+from findvl.eval.io import (
+    check_rle_size,
+    expect_type,
+    field,
+    finite_number,
+    json_list,
+    load_json,
+    percent,
+    rle_from_json,
+    xywh_box,
+)
 
 # COCOeval.stats indices of the six reported numbers.
 _STAT_INDEX = {"AP": 0, "AP50": 1, "AP75": 2, "APs": 3, "APm": 4, "APl": 5}
@@ -59,19 +69,76 @@ def load_instances_gt(path: str | Path) -> COCO:
     expect_type(data, dict, path.name)
     for key in ("images", "annotations", "categories"):
         json_list(data, path.name, key)
+    sizes: dict[Any, tuple[int, int] | None] = {}
     for i, image in enumerate(data["images"]):
-        field(image, "id", (int, str), f"{path.name}: images[{i}]")
+        where = f"{path.name}: images[{i}]"
+        image_id = field(image, "id", (int, str), where)
+        if image_id in sizes:
+            raise ValueError(f"{where}: duplicate image id {image_id!r}")
+        sizes[image_id] = _image_size(image, where)
+    categories: set[int] = set()
     for i, category in enumerate(data["categories"]):
-        field(category, "id", int, f"{path.name}: categories[{i}]")
+        category_id = field(category, "id", int, f"{path.name}: categories[{i}]")
+        if category_id in categories:
+            raise ValueError(f"{path.name}: categories[{i}]: duplicate category id {category_id}")
+        categories.add(category_id)
+    ann_ids: set[int] = set()
     for i, ann in enumerate(data["annotations"]):
         where = f"{path.name}: annotations[{i}]"
         for name, kind in (("id", int), ("image_id", (int, str)), ("category_id", int)):
             field(ann, name, kind, where)
-        field(ann, "bbox", list, where)
+        if ann["id"] in ann_ids:
+            raise ValueError(f"{where}: duplicate annotation id {ann['id']}")
+        ann_ids.add(ann["id"])
+        if ann["image_id"] not in sizes:
+            raise ValueError(f"{where}: field 'image_id': {ann['image_id']!r} not in images")
+        if ann["category_id"] not in categories:
+            raise ValueError(
+                f"{where}: field 'category_id': {ann['category_id']} not in categories"
+            )
+        ann["bbox"] = xywh_box(field(ann, "bbox", list, where), f"{where}: field 'bbox'")
+        if "segmentation" in ann:
+            ann["segmentation"] = _gt_segmentation(
+                ann["segmentation"], sizes[ann["image_id"]], f"{where}: field 'segmentation'"
+            )
         ann.setdefault("iscrowd", 0)
         if "area" not in ann:
             ann["area"] = float(ann["bbox"][2] * ann["bbox"][3])
+        else:
+            finite_number(ann["area"], f"{where}: field 'area'")
     return _quiet_coco(data)
+
+
+def _image_size(image: dict[str, Any], where: str) -> tuple[int, int] | None:
+    """``(height, width)`` of an images record, None when it gives neither."""
+    if "height" not in image and "width" not in image:
+        return None
+    height, width = field(image, "height", int, where), field(image, "width", int, where)
+    if height < 1 or width < 1:
+        raise ValueError(f"{where}: height and width must be positive, got {height}x{width}")
+    return height, width
+
+
+def _gt_segmentation(value: Any, size: tuple[int, int] | None, where: str) -> Any:
+    """Polygons (lists of ``x, y`` numbers) or an RLE of the image's size."""
+    if isinstance(value, list):
+        for j, polygon in enumerate(value):
+            expect_type(polygon, list, f"{where}[{j}]")
+            if len(polygon) < 6 or len(polygon) % 2:
+                raise ValueError(f"{where}[{j}]: a polygon needs an even number (>= 6) of values")
+            for v in polygon:
+                finite_number(v, f"{where}[{j}]")
+        if size is None and value:
+            raise ValueError(f"{where}: polygons need the image's height and width")
+        return value
+    if not isinstance(value, dict):
+        raise ValueError(
+            f"{where}: expected polygons (a list) or an RLE object, got {type(value).__name__}"
+        )
+    rle = rle_from_json(value, where)
+    if size is not None:
+        check_rle_size(rle, *size, where)
+    return rle
 
 
 def load_instance_predictions(path: str | Path, gt: COCO) -> list[dict[str, Any]]:
@@ -79,6 +146,11 @@ def load_instance_predictions(path: str | Path, gt: COCO) -> list[dict[str, Any]
     path = Path(path)
     records = json_list(load_json(path), path.name)
     image_ids, category_ids = set(gt.getImgIds()), set(gt.getCatIds())
+    sizes = {
+        i: (im["height"], im["width"])
+        for i, im in gt.imgs.items()
+        if "height" in im and "width" in im
+    }
     for i, record in enumerate(records):
         where = f"{path.name}: [{i}]"
         if field(record, "image_id", (int, str), where) not in image_ids:
@@ -87,15 +159,16 @@ def load_instance_predictions(path: str | Path, gt: COCO) -> list[dict[str, Any]
             )
         if field(record, "category_id", int, where) not in category_ids:
             raise ValueError(f"{where}: field 'category_id': {record['category_id']} unknown")
-        field(record, "score", (int, float), where)
+        finite_number(field(record, "score", (int, float), where), f"{where}: field 'score'")
         if "segmentation" not in record and "bbox" not in record:
             raise ValueError(f"{where}: missing field 'segmentation' (or 'bbox')")
         if "segmentation" in record:
-            record["segmentation"] = rle_from_json(record["segmentation"], f"{where}: segmentation")
+            rle = rle_from_json(record["segmentation"], f"{where}: segmentation")
+            if record["image_id"] in sizes:
+                check_rle_size(rle, *sizes[record["image_id"]], f"{where}: segmentation")
+            record["segmentation"] = rle
         if "bbox" in record:
-            box = field(record, "bbox", list, where)
-            if len(box) != 4 or not all(isinstance(v, (int, float)) for v in box):
-                raise ValueError(f"{where}: field 'bbox': expected [x, y, w, h], got {box!r:.60}")
+            record["bbox"] = xywh_box(field(record, "bbox", list, where), f"{where}: field 'bbox'")
     kinds = [("segmentation" in r, "bbox" in r) for r in records]
     if len(set(kinds)) > 1:
         raise ValueError(f"{path.name}: records mix masks and boxes inconsistently")

@@ -8,12 +8,15 @@ message starts with the file name and the location of the bad value, e.g.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
+
+from findvl.images import max_pixels_setting
 
 Rle = dict[str, Any]
 
@@ -28,6 +31,10 @@ def load_json(path: str | Path) -> Any:
             return json.load(handle)
     except json.JSONDecodeError as error:
         raise ValueError(f"{path.name}: not valid JSON ({error})") from None
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path.name}: not UTF-8 text ({error.reason})") from None
+    except RecursionError:
+        raise ValueError(f"{path.name}: JSON nested too deeply") from None
 
 
 def expect_type(value: Any, kind: type | tuple[type, ...], where: str) -> Any:
@@ -66,17 +73,80 @@ def rle_from_json(value: Any, where: str) -> Rle:
     counts = field(value, "counts", (str, list), where)
     height, width = size
     if isinstance(counts, list):
-        if sum(counts) != height * width or any(not isinstance(c, int) or c < 0 for c in counts):
+        bad = any(not isinstance(c, int) or isinstance(c, bool) or c < 0 for c in counts)
+        if bad or sum(counts) != height * width:
             raise ValueError(f"{where}: field 'counts': run lengths do not cover {height}x{width}")
         return mask_utils.frPyObjects({"size": [height, width], "counts": counts}, height, width)
-    rle = {"size": [height, width], "counts": counts.encode("ascii")}
+    total = _string_counts_total(counts, where)
+    if total != height * width:
+        raise ValueError(
+            f"{where}: field 'counts': run lengths sum to {total}, expected {height}x{width} = "
+            f"{height * width}"
+        )
+    return {"size": [height, width], "counts": counts.encode("ascii")}
+
+
+def _string_counts_total(counts: str, where: str) -> int:
+    """Sum of the run lengths of a compressed COCO RLE string, checking every run.
+
+    The string holds 5-bit groups offset by 48 (bit 5: more groups follow; bit 4 of a number's
+    last group: negative), runs after the third stored as differences to the run two before.
+    pycocotools decodes without checks and can loop forever on a string whose runs overrun
+    the mask, so the string is checked here first (vectorised: COCO files hold many masks).
+    """
     try:
-        area = int(mask_utils.area(rle))
-    except Exception as error:  # pycocotools raises bare Exceptions on corrupt strings
-        raise ValueError(f"{where}: field 'counts': not a valid RLE string ({error})") from None
-    if area > height * width:
-        raise ValueError(f"{where}: field 'counts': not a valid RLE string for {height}x{width}")
-    return rle
+        codes = np.frombuffer(counts.encode("ascii"), np.uint8).astype(np.int64) - 48
+    except UnicodeEncodeError:
+        raise ValueError(f"{where}: field 'counts': not an RLE string (non-ASCII)") from None
+    if codes.size == 0:
+        return 0
+    if ((codes < 0) | (codes >= 64)).any():
+        bad = chr(int(codes[(codes < 0) | (codes >= 64)][0]) + 48)
+        raise ValueError(f"{where}: field 'counts': {bad!r} is not an RLE character")
+    ends = (codes & 0x20) == 0  # the last group of each number
+    if not ends[-1]:
+        raise ValueError(f"{where}: field 'counts': the RLE string ends inside a number")
+    starts = np.flatnonzero(np.concatenate([[True], ends[:-1]]))
+    number = np.cumsum(np.concatenate([[0], ends[:-1]]))
+    k = np.arange(codes.size) - starts[number]  # group index within its number
+    if k.max() > 7:
+        raise ValueError(f"{where}: field 'counts': a run longer than 2**40 pixels")
+    values = np.add.reduceat((codes & 0x1F) << (5 * k), starts)
+    negative = (codes[ends] & 0x10) != 0
+    values[negative] -= np.left_shift(1, 5 * (k[ends][negative] + 1))
+    values[1::2] = np.cumsum(values[1::2])  # run m > 2 adds run m - 2
+    values[2::2] = np.cumsum(values[2::2])
+    if (values < 0).any():
+        raise ValueError(f"{where}: field 'counts': negative run length {int(values.min())}")
+    return int(values.sum())
+
+
+def check_rle_size(rle: Rle, height: int, width: int, where: str) -> None:
+    """``ValueError`` unless ``rle`` covers an image of ``height`` x ``width``."""
+    if list(rle["size"]) != [height, width]:
+        raise ValueError(
+            f"{where}: field 'size': {list(rle['size'])} does not match the image's "
+            f"[height, width] {[height, width]}"
+        )
+
+
+def finite_number(value: Any, where: str) -> float:
+    """A JSON number that is finite (NaN and infinity are refused)."""
+    expect_type(value, (int, float), where)
+    if not math.isfinite(value):
+        raise ValueError(f"{where}: expected a finite number, got {value!r}")
+    return float(value)
+
+
+def xywh_box(value: Any, where: str) -> list[float]:
+    """``[x, y, w, h]`` of finite numbers with ``w, h >= 0``."""
+    expect_type(value, list, where)
+    if len(value) != 4:
+        raise ValueError(f"{where}: expected [x, y, w, h], got {value!r:.60}")
+    box = [finite_number(v, where) for v in value]
+    if box[2] < 0 or box[3] < 0:
+        raise ValueError(f"{where}: width and height must be >= 0, got {value!r:.60}")
+    return box
 
 
 def rle_to_json(mask: np.ndarray) -> Rle:
@@ -89,12 +159,20 @@ def read_png(path: Path, modes: tuple[str, ...]) -> np.ndarray:
     """Pixels of a PNG whose PIL mode is one of ``modes``: ``[H,W]`` or ``[H,W,3]`` array."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
+    limit = max_pixels_setting()
     try:
         with Image.open(path) as image:
             if image.mode not in modes:
                 raise ValueError(f"{path.name}: PNG mode {image.mode!r}, expected one of {modes}")
+            if image.width * image.height > limit:
+                raise ValueError(
+                    f"{path}: {image.width}x{image.height} pixels is above the limit of "
+                    f"{limit} (raise it with --max-pixels)"
+                )
             return np.asarray(image)
-    except OSError as error:
+    except Image.DecompressionBombError as error:
+        raise ValueError(f"{path}: refused as a decompression bomb ({error})") from None
+    except (OSError, SyntaxError, EOFError) as error:
         raise ValueError(f"{path.name}: cannot read image ({error})") from None
 
 

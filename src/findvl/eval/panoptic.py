@@ -96,6 +96,8 @@ def load_categories(data: dict[str, Any], name: str) -> dict[int, Category]:
     for i, cat in enumerate(json_list(data, name, "categories")):
         where = f"{name}: categories[{i}]"
         cat_id = field(cat, "id", int, where)
+        if cat_id in categories:
+            raise ValueError(f"{where}: duplicate category id {cat_id}")
         isthing = field(cat, "isthing", (int, bool), where)
         categories[cat_id] = Category(cat_id, str(cat.get("name", cat_id)), bool(isthing))
     return categories
@@ -106,10 +108,20 @@ def load_segments(
 ) -> list[ImageSegments]:
     """``annotations[]`` of a panoptic JSON, validated (known categories, unique non-zero ids)."""
     images = []
+    seen: dict[Any, int] = {}
     for i, ann in enumerate(json_list(data, name, "annotations")):
         where = f"{name}: annotations[{i}]"
         image_id = field(ann, "image_id", (int, str), where)
+        if image_id in seen:
+            raise ValueError(
+                f"{where}: image_id {image_id!r} already annotated in annotations[{seen[image_id]}]"
+            )
+        seen[image_id] = i
         file_name = field(ann, "file_name", str, where)
+        if Path(file_name).is_absolute() or ".." in Path(file_name).parts:
+            raise ValueError(
+                f"{where}: field 'file_name': {file_name!r} must be a path inside the PNG folder"
+            )
         ids, cats, crowd = [], [], []
         for j, seg in enumerate(field(ann, "segments_info", list, where)):
             seg_where = f"{where}: segments_info[{j}]"

@@ -20,6 +20,8 @@ from tqdm import tqdm
 from findvl.eval.io import percent, read_png
 
 _INDEX_MODES = ("L", "P", "I", "I;16")
+#: Most classes a confusion matrix is built for (4096^2 counts are 128 MiB).
+MAX_CLASSES = 4096
 
 
 @dataclass(frozen=True)
@@ -125,11 +127,20 @@ def evaluate_semantic(
     ]
     if num_classes is None:
         largest = [
-            int(a[a != ignore].max()) for g, p, _ in pairs for a in (g, p) if (a != ignore).any()
+            (int(a[a != ignore].max()), folder / n)
+            for g, p, n in pairs
+            for a, folder in ((g, gt_dir), (p, pred_dir))
+            if (a != ignore).any()
         ]
-        num_classes = max(largest, default=0) + 1
-    if num_classes < 1:
-        raise ValueError(f"num_classes must be positive, got {num_classes}")
+        label, where = max(largest, default=(0, gt_dir), key=lambda item: item[0])
+        if label >= MAX_CLASSES:
+            raise ValueError(
+                f"{where}: label {label} implies {label + 1} classes, above the limit of "
+                f"{MAX_CLASSES} (labels are class indices 0..N-1; {ignore} is ignored)"
+            )
+        num_classes = label + 1
+    if not 1 <= num_classes <= MAX_CLASSES:
+        raise ValueError(f"num_classes: expected 1..{MAX_CLASSES}, got {num_classes}")
     matrix = np.zeros((num_classes, num_classes + 1), np.int64)
     for gt, pred, name in pairs:
         matrix += confusion_matrix(

@@ -46,6 +46,8 @@ def _take(value: Any, index: torch.Tensor, rows: list[int]) -> Any:
         return [_take(v, index, rows) for v in value]
     if isinstance(value, list):
         return [value[r] for r in rows]
+    if isinstance(value, (int, float, str)):  # a setting shared by every image
+        return value
     raise TypeError(f"cannot select rows of a {type(value).__name__}")
 
 
@@ -65,6 +67,8 @@ def _concat(values: list[Any]) -> Any:
         return [_concat([v[i] for v in values]) for i in range(len(first))]
     if isinstance(first, list):
         return [x for v in values for x in v]
+    if isinstance(first, (int, float, str)) and all(v == first for v in values):
+        return first
     raise TypeError(f"cannot concatenate {type(first).__name__}")
 
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from findvl.data.coco import PanopticImage
 from findvl.data.dataset import Sample
 from findvl.data.findbench import EntityCaption
+from findvl.images import read_image
 from findvl.model.requests import (
     Entity,
     InterleavedText,
@@ -61,9 +61,7 @@ def load_image(sample: Sample) -> torch.Tensor:
     path = sample.image_path
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such image (image_id {sample.image_id})")
-    with Image.open(path) as image:
-        array = np.asarray(image.convert("RGB"))
-    return torch.from_numpy(array.copy()).permute(2, 0, 1)
+    return torch.from_numpy(read_image(path)).permute(2, 0, 1)
 
 
 @contextmanager

@@ -26,7 +26,6 @@ import numpy as np
 import torch
 
 from findvl.data.dataset import Sample
-from findvl.eval.interleave import interleave_scores
 from findvl.eval.retrieval import retrieval_metrics
 from findvl.evaluation.batching import (
     Chunk,
@@ -46,6 +45,7 @@ from findvl.evaluation.common import (
 )
 from findvl.evaluation.grounding import GroundingWriter
 from findvl.evaluation.prompts import predraw
+from findvl.index import FindIndex, QueryEmbedding
 from findvl.model.requests import (
     Entity,
     InterleavedText,
@@ -56,8 +56,6 @@ from findvl.model.slots import splice_visual_entities
 
 #: Stands in for images without entity captions in a batch; its outputs are discarded.
 PLACEHOLDER = InterleavedText("an object", [Entity(0, 9)])
-ENTITY_WEIGHT = 0.5
-REFERENCE_PENALTY = 1e-6
 
 
 @dataclass
@@ -73,31 +71,21 @@ class RetrievalBank:
     references: list[list[int]] = field(default_factory=list)
 
     def scores(self, *, legend_only: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``scores[Q,G]`` and the relevant pairs ``(query_index[Q], gallery_index[Q])``."""
+        """``scores[Q,G]`` and the relevant pairs ``(query_index[Q], gallery_index[Q])``.
+
+        Computed through :class:`~findvl.index.FindIndex` over the gallery (its exact score
+        matrix: the full rerank of every image)."""
         position = {g: j for j, g in enumerate(self.gallery_ids)}
-        q, g = len(self.legends), len(self.gallery_ids)
-        width = max(1, max((e.shape[0] for e in self.entities), default=1))
-        dim = self.images[0].shape[-1]
-        entities = np.zeros((q, width, dim), np.float32)
-        entity_mask = np.zeros((q, width), bool)
-        if not legend_only:
-            for i, e in enumerate(self.entities):
-                entities[i, : e.shape[0]], entity_mask[i, : e.shape[0]] = e, True
-        references = np.zeros((q, g), bool)
-        for i, refs in enumerate(self.references):
-            references[i, [position[r] for r in refs if r in position]] = True
-        scores = interleave_scores(
-            np.stack(self.legends),
-            np.stack(self.images),
-            entities,
-            entity_mask,
-            np.stack(self.objects),
-            weight=ENTITY_WEIGHT,
-            references=references,
-            reference_penalty=0.0 if legend_only else REFERENCE_PENALTY,
+        index = FindIndex.from_embeddings(
+            self.gallery_ids, np.stack(self.images), np.stack(self.objects)
         )
+        queries = [
+            QueryEmbedding(legend, entities, reference_ids=[str(r) for r in refs])
+            for legend, entities, refs in zip(self.legends, self.entities, self.references)
+        ]
+        scores = index.score_matrix(queries, legend_only=legend_only)
         gallery_index = np.array([position[i] for i in self.query_images], np.int64)
-        return scores, np.arange(q), gallery_index
+        return scores, np.arange(len(queries)), gallery_index
 
     def metrics(self, *, legend_only: bool) -> dict:
         if not self.legends:

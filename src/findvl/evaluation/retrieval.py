@@ -21,13 +21,10 @@ from findvl.data.jsonio import atomic_write_json
 from findvl.eval.retrieval import evaluate_retrieval
 from findvl.evaluation.batching import Chunk, TokenCounts, Unit, run_units
 from findvl.evaluation.common import generator, rounds
+from findvl.index import FindIndex
 from findvl.model.requests import ImageTextRetrieval
 
 PLACEHOLDER_CAPTION = "a photo"
-
-
-def _normalize(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 @dataclass
@@ -71,7 +68,8 @@ class RetrievalTask:
         """Write ``retrieval_scores.npz`` / ``retrieval_gt.json``, score them (percent)."""
         if not self.captions:
             return {f"{d}@{k}": None for d in ("IR", "TR") for k in (1, 5, 10)}
-        scores = _normalize(np.stack(self.captions)) @ _normalize(np.stack(self.images)).T
+        index = FindIndex.from_embeddings(self.image_ids, np.stack(self.images))
+        scores = index.image_scores(np.stack(self.captions))  # float32 cosines
         query_ids = np.array([f"c{i}" for i in range(len(self.captions))])
         gallery_ids = np.array([str(i) for i in self.image_ids])
         scores_path, gt_path = root / "retrieval_scores.npz", root / "retrieval_gt.json"

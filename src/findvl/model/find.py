@@ -8,11 +8,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from findvl.config import ConventionsConfig
 from findvl.encoders.language import LanguageEncoder, check_texts
 from findvl.encoders.pixel_decoder import PixelDecoder, PixelFeatures
 from findvl.encoders.preprocess import ImageBatch, preprocess_images
 from findvl.encoders.vision import VisionEncoder
 from findvl.model import assemble
+from findvl.model.calibration import text_calibration
+from findvl.model.conventions import check_conventions, class_text
 from findvl.model.interface import FindInterface, InterfaceOutput, SlotInput
 from findvl.model.outputs import FindOutput
 from findvl.model.requests import Request, check_requests
@@ -65,6 +68,13 @@ class FindModel(nn.Module):
         lang_proj_std: init std of ``lang_proj``; None: ``1/sqrt(language.dim)``. Projected
             tokens must start at a magnitude comparable to the queries, or every caption,
             phrase and legend query starts as the same vector.
+        logit_scale_init: initial log temperature of the cosine scores.
+        class_logit_scale_init: None (official): class scores share ``logit_scale``; else a
+            separate learned temperature for the class scores of generic segmentation.
+        whiten_text: keep a ``[C,C]`` whitening of the frozen text features (set by
+            :meth:`calibrate_text`; identity until then).
+        conventions: point sampling, class prompts and grounding cap the weights expect
+            (:mod:`findvl.model.conventions`); None: findvl's own.
     """
 
     def __init__(
@@ -78,6 +88,10 @@ class FindModel(nn.Module):
         max_spatial_points: int = 512,
         pixel_scores: str = "dot",
         lang_proj_std: float | None = None,
+        logit_scale_init: float = 1.0,
+        class_logit_scale_init: float | None = None,
+        whiten_text: bool = False,
+        conventions: ConventionsConfig | None = None,
     ) -> None:
         super().__init__()
         self.vision = vision
@@ -91,16 +105,30 @@ class FindModel(nn.Module):
         nn.init.trunc_normal_(
             self.lang_proj, std=lang_proj_std, a=-2 * lang_proj_std, b=2 * lang_proj_std
         )
-        self.logit_scale = nn.Parameter(torch.ones([]))
+        self.logit_scale = nn.Parameter(torch.tensor(float(logit_scale_init)))
+        self.class_logit_scale = (
+            None
+            if class_logit_scale_init is None
+            else nn.Parameter(torch.tensor(float(class_logit_scale_init)))
+        )
         # Standardisation of the frozen text features before lang_proj (identity by default,
         # as the released weights; set by calibrate_text).
         self.register_buffer("text_shift", torch.zeros(language.dim))
         self.register_buffer("text_scale", torch.ones(language.dim))
+        if whiten_text:
+            self.register_buffer("text_whiten", torch.eye(language.dim))
+        else:
+            self.text_whiten = None
         self.variant = variant
         self.max_spatial_points = max_spatial_points
         if pixel_scores not in ("dot", "cosine"):
             raise ValueError(f"pixel_scores={pixel_scores!r}: expected 'dot' or 'cosine'")
         self.pixel_scores = pixel_scores
+        self.conventions = check_conventions(conventions or ConventionsConfig())
+
+    def _point_options(self) -> dict:
+        c = self.conventions
+        return {"convention": c.point_convention, "per_level": c.points_per_level}
 
     @property
     def device(self) -> torch.device:
@@ -116,7 +144,7 @@ class FindModel(nn.Module):
         )
         batch = batch.to(self.device)
         feats = self.vision.forward_features(batch.pixels)
-        pixel = self.pixel_decoder(feats, batch.valid_mask)
+        pixel = self.pixel_decoder(feats, batch.valid_mask, batch.pixels)
         levels = self.interface.image_levels(pixel)
         maps = self.interface.spatial_token_levels(levels, pixel)
         return ImageFeatures(batch, pixel, maps)
@@ -126,31 +154,24 @@ class FindModel(nn.Module):
         check_texts(texts, field)
         tokens = self.language.encode(texts).to(self.device)
         features = (tokens.features.float() - self.text_shift) / self.text_scale
+        if self.text_whiten is not None:
+            features = features @ self.text_whiten
         features = features * tokens.mask[..., None]  # padding stays zero
         return ProjectedText(features @ self.lang_proj, tokens.mask, tokens.offsets)
 
     @torch.no_grad()
     def calibrate_text(self, texts: list[str], batch_size: int = 256) -> None:
-        """Set the text standardisation from the token features of ``texts``.
-
-        Pretrained text towers end in a LayerNorm whose learned bias gives every token a large
-        shared offset (the shipped CLIP-style tower: the mean token is 84% of a token's norm;
-        99.7% in a shorter pretraining run). Projected as is, that offset dominates: caption,
-        phrase and class queries start alike (cos 0.94-1.0) and the contrastive and grounding
-        losses have little to separate. Subtracting the mean token and dividing by the
-        per-dimension spread (both fixed, measured once on the training texts and saved with
-        the model) gives ``lang_proj`` unit-variance, centred inputs.
-
-        Args:
-            texts: a sample of the texts the model will read (captions, phrases, class names).
-            batch_size: texts encoded at a time.
-        """
+        """Set the fixed text standardisation (and whitening) from the token features of
+        ``texts``, a sample of what the model will read; see :mod:`findvl.model.calibration`."""
         check_texts(texts, "calibrate_text.texts")
         starts = range(0, len(texts), batch_size)
         chunks = [self.language.encode(texts[i : i + batch_size]) for i in starts]
         tokens = torch.cat([c.features[c.mask].float() for c in chunks]).to(self.device)  # NxC
-        self.text_shift.copy_(tokens.mean(0))
-        self.text_scale.copy_(tokens.std(0).clamp(min=1e-4))
+        shift, scale, whiten = text_calibration(tokens, whiten=self.text_whiten is not None)
+        self.text_shift.copy_(shift)
+        self.text_scale.copy_(scale)
+        if whiten is not None:
+            self.text_whiten.copy_(whiten)
 
     # ---- forward ------------------------------------------------------------------------
     def forward(
@@ -228,6 +249,7 @@ class FindModel(nn.Module):
                     req.prompts,
                     max_points=self.max_spatial_points,
                     generator=generator,
+                    **self._point_options(),
                     field="interactive_segmentation.prompts",
                 )
             )
@@ -273,6 +295,7 @@ class FindModel(nn.Module):
             resolve,
             max_points=self.max_spatial_points,
             generator=generator,
+            **self._point_options(),
             field=f"{task}.texts",
         )
         if ref is not None:
@@ -295,12 +318,21 @@ class FindModel(nn.Module):
         own = feats.source()
         return lambda b, e: table.get((b, e), (own, b))
 
+    def class_scale(self) -> torch.Tensor:
+        """The temperature of generic segmentation's class scores (``exp``)."""
+        if self.class_logit_scale is None:
+            return self.logit_scale.exp()
+        return self.class_logit_scale.exp()
+
     def _assemble(self, result: FindOutput, out: InterfaceOutput, by_task, slots, info) -> None:
         scale = self.logit_scale.exp()
+        cap = self.conventions.grounding_scale_cap
         valid = {s.key: s.valid for s in slots}
         if (req := by_task.get("generic_segmentation")) is not None:
             table = self.class_embeddings(req.classes)
-            result.generic_segmentation = assemble.generic(out, table, scale, req.classes)
+            result.generic_segmentation = assemble.generic(
+                out, table, self.class_scale(), req.classes
+            )
         if "grounded_segmentation" in by_task:
             result.grounded_segmentation = assemble.targeted(
                 out,
@@ -308,7 +340,7 @@ class FindModel(nn.Module):
                 "p.grounding",
                 "q.description",
                 valid,
-                scale,
+                scale if cap is None else scale.clamp(max=cap),
                 "semantic",
             )
         if "interactive_segmentation" in by_task:
@@ -337,7 +369,7 @@ class FindModel(nn.Module):
 
         The class query attends only its class tokens, so it is computed in a text-only pass.
         """
-        names = list(classes) + ["background"]
+        names = [class_text(n, self.conventions.class_prompt) for n in [*classes, "background"]]
         text = self.encode_text(names, "generic_segmentation.classes")
         pset = prototype_set(["generic_segmentation"], self.variant)
         k = len(names)

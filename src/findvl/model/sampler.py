@@ -1,9 +1,19 @@
 """Embedding sampler: visual prompts -> normalised points -> spatial tokens per feature level.
 
 Prompts are rasterised masks in each image's own pixel grid. Points are normalised per image,
-padding-aware: a pixel ``(y, x)`` of an image resized by ``s`` and padded to ``(H, W)`` lands at
-``((x + 0.5) s / W, (y + 0.5) s / H)`` of the padded canvas, so the same prompt samples the same
-features whatever the padding.
+padding-aware, in one of two conventions (:data:`CONVENTIONS`):
+
+* ``"center"`` (findvl's own presets): a pixel ``(y, x)`` of an image resized by ``s`` and padded
+  to ``(H, W)`` lands at its centre ``((x + 0.5) s / W, (y + 0.5) s / H)`` of the padded canvas
+  and features are sampled with ``align_corners=False``: the point sits on the feature cell
+  that covers that pixel.
+* ``"official"`` (released FIND weights): the pixel lands at ``(x s / W, y s / H)`` and features
+  are sampled with ``align_corners=True`` (``0`` and ``1`` are the centres of the first and last
+  feature cells), as the weights were trained.
+
+Either way the same prompt samples the same features whatever the padding. With
+``per_level=True`` (released weights) each feature level draws its own points from the same
+regions; otherwise one draw serves every level.
 """
 
 from __future__ import annotations
@@ -14,6 +24,9 @@ import torch
 import torch.nn.functional as F
 
 from findvl.model.requests import VisualPrompt
+
+#: Point conventions: ``"center"`` (pixel centres, align_corners=False) or ``"official"``.
+CONVENTIONS = ("center", "official")
 
 
 @dataclass
@@ -80,6 +93,7 @@ def prompt_points(
     max_points: int,
     generator: torch.Generator | None = None,
     field: str = "prompts",
+    convention: str = "center",
 ) -> PromptPoints:
     """Draw up to ``max_points`` points per image, the same number from every region.
 
@@ -90,7 +104,11 @@ def prompt_points(
         canvas: padded ``(H, W)`` of the batch.
         max_points: budget per image, shared equally by its regions.
         generator: for the random choice of points (seed it for deterministic evaluation).
+        convention: ``"center"`` or ``"official"`` (see the module docstring).
     """
+    if convention not in CONVENTIONS:
+        raise ValueError(f"point convention {convention!r}: expected one of {CONVENTIONS}")
+    offset = 0.5 if convention == "center" else 0.0
     rows = []
     for b, image_prompts in enumerate(prompts):
         regions = []
@@ -107,8 +125,8 @@ def prompt_points(
         pts = []
         for j, negative, region in regions:
             yx = _draw(region.nonzero().float(), per_region, generator)
-            x = (yx[:, 1] + 0.5) * (iw / w) / canvas[1]
-            y = (yx[:, 0] + 0.5) * (ih / h) / canvas[0]
+            x = (yx[:, 1] + offset) * (iw / w) / canvas[1]
+            y = (yx[:, 0] + offset) * (ih / h) / canvas[0]
             pts.append((torch.stack([x, y], -1), j, negative))
         rows.append(pts)
     length = max(1, max(sum(len(p[0]) for p in r) for r in rows) if rows else 1)
@@ -127,8 +145,31 @@ def prompt_points(
     return PromptPoints(coords, valid, ids, negative)
 
 
-def sample_tokens(feature: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
-    """Bilinear samples of ``feature [B,C,h,w]`` at ``coords [B,P,2]`` -> ``[B,P,C]``."""
+def level_points(
+    prompts: list[list[VisualPrompt]],
+    *,
+    num_levels: int,
+    per_level: bool,
+    **kwargs,
+) -> list[PromptPoints]:
+    """Points for each of ``num_levels`` feature levels: one draw shared by all levels, or
+    (``per_level``) an independent draw per level, in level order from the same generator.
+
+    Every level keeps the same number of points per region, so padding and ids agree across
+    levels; only which pixels were drawn differs. ``kwargs`` go to :func:`prompt_points`.
+    """
+    if not per_level:
+        return [prompt_points(prompts, **kwargs)] * num_levels
+    return [prompt_points(prompts, **kwargs) for _ in range(num_levels)]
+
+
+def sample_tokens(
+    feature: torch.Tensor, coords: torch.Tensor, convention: str = "center"
+) -> torch.Tensor:
+    """Bilinear samples of ``feature [B,C,h,w]`` at ``coords [B,P,2]`` -> ``[B,P,C]``.
+
+    ``convention="official"`` samples with ``align_corners=True``, ``"center"`` without.
+    """
     grid = (coords * 2 - 1)[:, None]  # BxPx2 -> Bx1xPx2 in [-1,1]
-    out = F.grid_sample(feature, grid.to(feature.dtype), align_corners=False)
+    out = F.grid_sample(feature, grid.to(feature.dtype), align_corners=convention == "official")
     return out[:, :, 0].transpose(1, 2)  # BxCx1xP -> BxPxC

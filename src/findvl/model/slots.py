@@ -10,7 +10,7 @@ import torch
 from findvl.encoders.language import entity_token_map
 from findvl.model.interface import FindInterface, SlotInput
 from findvl.model.requests import InterleavedText, VisualPrompt
-from findvl.model.sampler import prompt_points, sample_tokens
+from findvl.model.sampler import level_points, sample_tokens
 
 #: Text that stands in for an entity given as a visual reference (as in FIND-Bench training).
 INTERACTIVE_TOKEN = "[INTERACTIVE]"
@@ -105,21 +105,31 @@ def spatial_slot(
     max_points: int,
     generator: torch.Generator | None,
     field: str,
+    convention: str = "center",
+    per_level: bool = False,
 ) -> SlotInput:
-    """Spatial tokens of each row's prompts, per level; ids = prompt index in the row."""
-    pts = prompt_points(
+    """Spatial tokens of each row's prompts, per level; ids = prompt index in the row.
+
+    ``convention`` and ``per_level``: see :mod:`findvl.model.sampler`.
+    """
+    per = level_points(
         prompts,
+        num_levels=len(source.maps),
+        per_level=per_level,
         image_sizes=source.image_sizes,
         input_sizes=source.input_sizes,
         canvas=source.canvas,
         max_points=max_points,
         generator=generator,
         field=field,
+        convention=convention,
     )
     device = source.maps[0].device
-    coords, negative = pts.coords.to(device), pts.negative.to(device)
-    indicator = interface.pn_indicator.weight[negative.long()]  # BxPxD
-    levels = [sample_tokens(m, coords) + indicator for m in source.maps]
+    levels = []
+    for m, pts in zip(source.maps, per):
+        indicator = interface.pn_indicator.weight[pts.negative.to(device).long()]  # BxPxD
+        levels.append(sample_tokens(m, pts.coords.to(device), convention) + indicator)
+    pts = per[0]
     valid, ids = pts.valid.to(device), pts.ids.to(device)
     return SlotInput(key, "token", levels[0], levels[0].detach(), valid, ids, levels=levels)
 
@@ -193,6 +203,8 @@ def reference_slot(
     max_points: int,
     generator: torch.Generator | None,
     field: str,
+    convention: str = "center",
+    per_level: bool = False,
 ) -> SlotInput | None:
     """Spatial tokens of every visual reference; ids = entity index in its text.
 
@@ -220,6 +232,8 @@ def reference_slot(
                 max_points=max_points,
                 generator=generator,
                 field=f"{field}[{b}].entities[{e}].reference.prompt",
+                convention=convention,
+                per_level=per_level,
             )
             s.ids = torch.full_like(s.ids, e)
             rows.append(s)

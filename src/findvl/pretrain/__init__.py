@@ -9,9 +9,13 @@ exported as standard Hugging Face directories, loaded frozen through
 Objectives: CLIP's symmetric InfoNCE between images and captions (learnable temperature) and,
 as FIND's own vision weights come from X-Decoder (trained on COCO segmentation and captions), a
 dense term: a linear head on the final patch tokens predicts each patch's panoptic category.
-The head is discarded after training.
+The head is discarded after training. By default each caption also gets two hard negatives
+(NegCLIP: one shape word, one colour word swapped, :mod:`.negatives`), extra image->text
+negatives of the InfoNCE, so that the towers must tell the shapes apart and not only the
+colours and backgrounds (``ObjectiveConfig.hard_negatives``; off gives plain CLIP).
 
 Parts: :mod:`.config` (settings), :mod:`.tokenizer` (BPE vocabulary), :mod:`.data` (a split in
-memory), :mod:`.model` (CLIP + dense head), :mod:`.losses`, :mod:`.metrics`, :mod:`.evaluate`,
-:mod:`.trainer` (the loop), :mod:`.export` (Hugging Face directories), :mod:`.run` (end to end).
+memory), :mod:`.negatives` (hard negative captions), :mod:`.model` (CLIP + dense head),
+:mod:`.losses`, :mod:`.metrics`, :mod:`.evaluate`, :mod:`.trainer` (the loop), :mod:`.export`
+(Hugging Face directories), :mod:`.run` (end to end).
 """

@@ -47,6 +47,13 @@ class ObjectiveConfig:
     mask_ratio: float = 0.5  # FLIP: share of patches dropped per image (2x cheaper steps)
     unmasked_tail: float = 0.2  # the last share of the run sees every patch, as at inference
     class_balance: float = 0.5  # class weights frequency**-x: shapes are ~2% of pixels each
+    # NegCLIP hard negatives: each caption with one shape word and one colour word swapped,
+    # extra image->text negatives (colours and backgrounds already tell a batch's captions
+    # apart, so the text tower ignores shape words). Off by default: with the shipped tiny
+    # ViT they changed nothing measurable (val: true caption above its shape swap 50.0%
+    # against 49.7%), since the image side itself does not encode shape
+    hard_negatives: bool = False
+    thing_weight: float = 1.0  # extra factor on the dense weight of thing classes
 
 
 @dataclass

@@ -16,12 +16,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from findvl.data.coco import read_panoptic
 from findvl.data.dataset import DatasetPaths, Sample, load_dataset
 from findvl.encoders.hf_vision import resample_to_patch_grid
 from findvl.encoders.preprocess import ImageNorm
+from findvl.images import read_image
+from findvl.pretrain.negatives import NegativeVocabulary, hard_negatives
 
 VOID = "void"
 
@@ -69,6 +70,10 @@ class PretrainData:
         caption_image: ``[M]`` int64 index (into the N images) of each caption, non-decreasing.
         classes: the ``K`` classes of ``patch_counts``.
         image_ids: the N image ids.
+        negative_ids: ``[M,R,L]`` token ids of ``R`` hard negative captions of each caption
+            (:mod:`findvl.pretrain.negatives`), or None when built without them.
+        negative_mask: ``[M,R,L]`` bool, True at real tokens; a row with no True is a
+            negative that could not be made (the caption holds no word to swap).
     """
 
     pixels: torch.Tensor
@@ -78,6 +83,8 @@ class PretrainData:
     caption_image: torch.Tensor
     classes: ClassTable
     image_ids: list[int]
+    negative_ids: torch.Tensor | None = None
+    negative_mask: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.pixels.shape[0]
@@ -96,6 +103,8 @@ class PretrainData:
             caption_image=remap[self.caption_image[keep]],
             classes=self.classes,
             image_ids=[self.image_ids[i] for i in indices.tolist()],
+            negative_ids=None if self.negative_ids is None else self.negative_ids[keep],
+            negative_mask=None if self.negative_mask is None else self.negative_mask[keep],
         )
 
     def sample_captions(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -119,8 +128,7 @@ def read_class_table(root: str | Path, split: str) -> ClassTable:
 
 
 def _read_rgb(path: Path) -> torch.Tensor:
-    with Image.open(path) as image:
-        return torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1)
+    return torch.from_numpy(read_image(path)).permute(2, 0, 1)
 
 
 def _class_map(sample: Sample, class_of: dict[int, int]) -> torch.Tensor:
@@ -187,6 +195,36 @@ def read_captioned(root: str | Path, split: str) -> list[Sample]:
     return samples
 
 
+def tokenize_captions(
+    tokenizer,
+    captions: list[str],
+    *,
+    negatives: NegativeVocabulary | None = None,
+    seed: int = 0,
+    max_length: int = 77,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """``M`` captions -> ids ``[M,L]``, mask ``[M,L]`` and their hard negatives' ``[M,2,L]`` each.
+
+    The negatives (one shape swap, one colour swap per caption, see
+    :func:`~findvl.pretrain.negatives.hard_negatives`) share the captions' padded length; one
+    that could not be made has an all-False mask. Without ``negatives`` both are None.
+    """
+    texts = list(captions)
+    if negatives is not None:
+        pairs = hard_negatives(captions, negatives, seed=seed)
+        texts += [n or "" for pair in pairs for n in pair]
+        made = torch.tensor([n is not None for pair in pairs for n in pair], dtype=torch.bool)
+    tokens = tokenizer(
+        texts, padding="longest", truncation=True, max_length=max_length, return_tensors="pt"
+    )
+    ids, mask = tokens["input_ids"], tokens["attention_mask"].bool()
+    m = len(captions)
+    if negatives is None:
+        return ids, mask, None, None
+    negative_mask = (mask[m:] & made[:, None]).reshape(m, 2, -1)
+    return ids[:m], mask[:m], ids[m:].reshape(m, 2, -1), negative_mask
+
+
 def to_pretrain_data(
     samples: list[Sample],
     *,
@@ -197,6 +235,8 @@ def to_pretrain_data(
     classes: ClassTable,
     max_length: int = 77,
     chunk: int = 64,
+    negatives: NegativeVocabulary | None = None,
+    negative_seed: int = 0,
 ) -> PretrainData:
     """Images, per-patch labels and tokenised captions of ``samples`` in memory.
 
@@ -210,6 +250,9 @@ def to_pretrain_data(
         classes: the dense classes (the training split's, for every split).
         max_length: longest caption in tokens (BOS and EOS included).
         chunk: images preprocessed at once.
+        negatives: the words swapped to make one shape and one colour hard negative per
+            caption (None: no negatives).
+        negative_seed: seed of the swaps.
     """
     class_of = classes.class_of()
     image_size = norm.longest_side * patch_size // grid_stride
@@ -235,15 +278,17 @@ def to_pretrain_data(
         )
     captions = [c for s in samples for c in s.captions]
     owner = [i for i, s in enumerate(samples) for _ in s.captions]
-    tokens = tokenizer(
-        captions, padding="longest", truncation=True, max_length=max_length, return_tensors="pt"
+    ids, mask, negative_ids, negative_mask = tokenize_captions(
+        tokenizer, captions, negatives=negatives, seed=negative_seed, max_length=max_length
     )
     return PretrainData(
         pixels=torch.cat(pixels),
         patch_counts=torch.stack(counts),
-        caption_ids=tokens["input_ids"],
-        caption_mask=tokens["attention_mask"].bool(),
+        caption_ids=ids,
+        caption_mask=mask,
         caption_image=torch.tensor(owner, dtype=torch.long),
         classes=classes,
         image_ids=[s.image_id for s in samples],
+        negative_ids=negative_ids,
+        negative_mask=negative_mask,
     )

@@ -7,7 +7,10 @@ import torch.nn.functional as F
 
 
 def clip_loss(
-    image_embeds: torch.Tensor, text_embeds: torch.Tensor, logit_scale: torch.Tensor
+    image_embeds: torch.Tensor,
+    text_embeds: torch.Tensor,
+    logit_scale: torch.Tensor,
+    negative_embeds: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Symmetric InfoNCE over a batch of matching pairs (row ``i`` of each is a pair).
 
@@ -15,10 +18,15 @@ def clip_loss(
         image_embeds: ``[B,P]`` L2-normalised.
         text_embeds: ``[B,P]`` L2-normalised.
         logit_scale: scalar inverse temperature (already exponentiated).
+        negative_embeds: ``[Q,P]`` L2-normalised hard negative captions (NegCLIP), extra
+            columns of every image's image->text softmax; the text->image side is unchanged.
     """
     logits = logit_scale * image_embeds @ text_embeds.T  # BxB
     target = torch.arange(logits.shape[0], device=logits.device)
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+    image_to_text = logits
+    if negative_embeds is not None and len(negative_embeds):
+        image_to_text = torch.cat([logits, logit_scale * image_embeds @ negative_embeds.T], 1)
+    return 0.5 * (F.cross_entropy(image_to_text, target) + F.cross_entropy(logits.T, target))
 
 
 def dense_loss(

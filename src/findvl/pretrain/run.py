@@ -33,6 +33,7 @@ from findvl.pretrain.data import (
 from findvl.pretrain.evaluate import PretrainMetrics, evaluate_exported, evaluate_model
 from findvl.pretrain.export import TEXT_DIR, VISION_DIR, export_towers, stored_statistics
 from findvl.pretrain.model import DenseClipModel, build_dense_clip
+from findvl.pretrain.negatives import NegativeVocabulary
 from findvl.pretrain.tokenizer import train_tokenizer
 from findvl.pretrain.trainer import TrainSummary, train
 
@@ -151,13 +152,21 @@ def pretrain_encoders(
     )
     classes = read_class_table(data_root, "train")
 
-    def load(samples: list[Sample]) -> PretrainData:
+    negatives = None
+    if cfg.objective.hard_negatives:
+        shapes = tuple(n for n, thing in zip(classes.names, classes.isthing) if thing)
+        negatives = NegativeVocabulary(shapes, NegativeVocabulary.synthetic().colours)
+
+    def load(samples: list[Sample], vocabulary: NegativeVocabulary | None = None) -> PretrainData:
         return to_pretrain_data(
             samples, tokenizer=tokenizer, norm=norm, patch_size=v.patch_size,
             grid_stride=v.grid_stride, classes=classes, max_length=cfg.text.max_length,
+            negatives=vocabulary, negative_seed=cfg.optim.seed,
         )  # fmt: skip
 
-    train_data, holdout = _split_holdout(load(train_samples), cfg.optim.holdout, cfg.optim.seed)
+    train_data, holdout = _split_holdout(
+        load(train_samples, negatives), cfg.optim.holdout, cfg.optim.seed
+    )
     model = build_dense_clip(
         clip_config(
             cfg,

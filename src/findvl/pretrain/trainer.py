@@ -105,6 +105,13 @@ def random_keep(
     return torch.rand(batch, patches, generator=generator).argsort(1)[:, : max(1, keep)]
 
 
+def dense_class_weight(data: PretrainData, objective: ObjectiveConfig) -> torch.Tensor:
+    """``[K]`` dense-loss weights: frequency-balanced, things times ``objective.thing_weight``."""
+    weight = balanced_class_weight(data.patch_counts, objective.class_balance)
+    isthing = torch.tensor(data.classes.isthing)
+    return torch.where(isthing, weight * objective.thing_weight, weight)
+
+
 def train_step(
     model: DenseClipModel,
     data: PretrainData,
@@ -115,15 +122,26 @@ def train_step(
     keep: torch.Tensor | None = None,
     class_weight: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """The loss of one batch of images (one caption each, ``keep`` patches) and its parts."""
-    mask = data.caption_mask[captions]
+    """The loss of one batch of images (one caption each, ``keep`` patches) and its parts.
+
+    With ``objective.hard_negatives`` (and negatives in ``data``) the captions' hard negatives
+    run through the text tower in the same forward and join the image->text InfoNCE.
+    """
+    ids, mask = data.caption_ids[captions], data.caption_mask[captions]  # BxL
+    batch = len(captions)
+    if objective.hard_negatives and data.negative_ids is not None:
+        negative_mask = data.negative_mask[captions].flatten(0, 1)  # (B*R)xL
+        made = negative_mask.any(1)
+        ids = torch.cat([ids, data.negative_ids[captions].flatten(0, 1)[made]])
+        mask = torch.cat([mask, negative_mask[made]])
     length = int(mask.sum(1).max())
-    ids = data.caption_ids[captions, :length]
-    out = model(data.pixels[images], ids, mask[:, :length], keep)
+    out = model(data.pixels[images], ids[:, :length], mask[:, :length], keep)
     counts = data.patch_counts[images]  # BxNxK
     if keep is not None:
         counts = counts.gather(1, keep[..., None].expand(-1, -1, counts.shape[-1]))
-    contrastive = clip_loss(out.image_embeds, out.text_embeds, out.logit_scale)
+    contrastive = clip_loss(
+        out.image_embeds, out.text_embeds[:batch], out.logit_scale, out.text_embeds[batch:]
+    )
     dense = dense_loss(out.patch_logits, counts, class_weight)
     loss = contrastive + objective.dense_weight * dense
     parts = {"loss": loss.item(), "clip": contrastive.item(), "dense": dense.item()}
@@ -152,7 +170,7 @@ def train(
     optimizer = torch.optim.AdamW(param_groups(model, optim.weight_decay), lr=optim.lr)
     budget = Budget(steps=optim.steps, minutes=optim.minutes)
     batches = _Batches(len(data), optim.batch_size, generator)
-    class_weight = balanced_class_weight(data.patch_counts, objective.class_balance)
+    class_weight = dense_class_weight(data, objective)
     cpu_start, step, window = time.process_time(), 0, []
     bar = tqdm(total=optim.steps, disable=not progress, desc="pretrain", unit="step")
     while budget.progress(step) < 1.0:

@@ -8,8 +8,10 @@ A checkpoint is a directory ``run_dir/step_XXXXXXXX`` holding
   under ``state.<param id>.<name>``, param groups and Python-number state in JSON;
 * ``rng.safetensors`` — torch CPU (and CUDA) generator states;
 * ``state.json`` — step, config, scheduler state, data position, Python and NumPy RNG states
-  and the size of every file above. It is written last, so a directory whose ``state.json``
-  is missing, unreadable or disagrees with the files is incomplete and ignored.
+  and the size and SHA-256 of every file above. It is written last, so a directory whose
+  ``state.json`` is missing, unreadable or disagrees with the files is incomplete and ignored
+  (:func:`find_latest` says so on stderr when it falls back to an older step); loading checks
+  the hashes and refuses weights holding NaN or infinity.
 
 Directories are written under a temporary name, fsynced and renamed, then the ``latest``
 pointer file is replaced atomically; older checkpoints are pruned to the last ``keep_last``.
@@ -21,6 +23,7 @@ import json
 import os
 import re
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,12 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from findvl.train.checkpoint_integrity import (
+    check_finite,
+    check_hashes,
+    check_model_tensors,
+    file_hashes,
+)
 from findvl.train.optim_state import flatten_optimizer_state, unflatten_optimizer_state
 from findvl.train.rng import restore_rng as _restore_rng
 from findvl.train.rng import rng_json as _rng_json
@@ -194,6 +203,7 @@ def save_checkpoint(
     _save_tensors(tmp / "optimizer.safetensors", opt_tensors)
     _save_tensors(tmp / "rng.safetensors", _rng_tensors())
     state["files"] = {p.name: p.stat().st_size for p in sorted(tmp.iterdir())}
+    state["hashes"] = file_hashes(tmp)
     _write_json(tmp / "state.json", state)
     _fsync_dir(tmp)
     final = run_dir / name
@@ -207,16 +217,17 @@ def save_checkpoint(
 # --- find / prune ----------------------------------------------------------------------------
 
 
-def _read_state(path: Path) -> dict[str, Any]:
-    """``state.json`` of a checkpoint after checking it against the files; ``ValueError`` if
-    the checkpoint is incomplete or corrupt, ``FileNotFoundError`` if it is not there."""
+def _read_state(path: Path, *, verify: bool = False) -> dict[str, Any]:
+    """``state.json`` of a checkpoint after checking it against the files (sizes; also the
+    content hashes with ``verify``); ``ValueError`` if the checkpoint is incomplete or
+    corrupt, ``FileNotFoundError`` if it is not there."""
     state_file = path / "state.json"
     if not state_file.is_file():
         raise FileNotFoundError(f"checkpoint {path} has no state.json (incomplete or missing)")
     try:
         state = json.loads(state_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"checkpoint {path}: state.json is unreadable: {err}") from err
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise ValueError(f"checkpoint {path}: state.json is unreadable: {err!r:.200}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"checkpoint {path}: state.json is not a {FORMAT} file")
     if state.get("version") != VERSION:
@@ -225,6 +236,8 @@ def _read_state(path: Path) -> dict[str, Any]:
         file = path / name
         if not file.is_file() or file.stat().st_size != size:
             raise ValueError(f"checkpoint {path}: {name} is missing or has the wrong size")
+    if verify and "hashes" in state:
+        check_hashes(path, state["hashes"])
     for name in TENSOR_FILES:
         try:
             with safe_open(str(path / name), framework="pt") as f:
@@ -234,13 +247,18 @@ def _read_state(path: Path) -> dict[str, Any]:
     return state
 
 
-def is_complete(path: str | Path) -> bool:
-    """Whether ``path`` holds a complete, readable checkpoint."""
+def is_complete(path: str | Path, *, verify: bool = False) -> bool:
+    """Whether ``path`` holds a complete, readable checkpoint (``verify``: hashes match too)."""
+    return _problem(Path(path), verify=verify) is None
+
+
+def _problem(path: Path, *, verify: bool) -> str | None:
+    """Why ``path`` is not a usable checkpoint, or None."""
     try:
-        _read_state(Path(path))
-    except (OSError, ValueError):
-        return False
-    return True
+        _read_state(path, verify=verify)
+    except (OSError, ValueError) as error:
+        return str(error)
+    return None
 
 
 def _step_dirs(run_dir: Path) -> list[tuple[int, Path]]:
@@ -253,12 +271,18 @@ def _step_dirs(run_dir: Path) -> list[tuple[int, Path]]:
 def find_latest(run_dir: str | Path) -> Path | None:
     """The complete checkpoint with the highest step in ``run_dir``, or ``None``.
 
-    Incomplete or corrupt directories are skipped (so a crash during a save falls back to the
-    previous checkpoint); the ``latest`` pointer is not trusted for this.
+    Incomplete or corrupt directories (wrong sizes or content hashes) are skipped, and the
+    fallback to an older step is reported on stderr naming both; the ``latest`` pointer is not
+    trusted for this.
     """
+    skipped: list[tuple[Path, str]] = []
     for _, path in _step_dirs(Path(run_dir)):
-        if is_complete(path):
+        problem = _problem(path, verify=True)
+        if problem is None:
+            for bad, why in skipped:
+                print(f"warning: skipping {bad} ({why}); using {path}", file=sys.stderr)
             return path
+        skipped.append((path, problem))
     return None
 
 
@@ -285,27 +309,6 @@ def prune_checkpoints(run_dir: str | Path, *, keep_last: int) -> list[Path]:
 
 
 # --- load ------------------------------------------------------------------------------------
-
-
-def _check_model_tensors(
-    path: Path, loaded: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]
-) -> None:
-    missing = sorted(set(expected) - set(loaded))
-    unexpected = sorted(set(loaded) - set(expected))
-    mismatched = [
-        f"{k}: checkpoint {tuple(loaded[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in sorted(set(loaded) & set(expected))
-        if loaded[k].shape != expected[k].shape
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing keys {missing}")
-    if unexpected:
-        problems.append(f"unexpected keys {unexpected}")
-    if mismatched:
-        problems.append(f"shape mismatches [{'; '.join(mismatched)}]")
-    if problems:
-        raise ValueError(f"checkpoint {path / 'model.safetensors'}: " + ", ".join(problems))
 
 
 def _load_optimizer(path: Path, optimizer: torch.optim.Optimizer, device: str) -> None:
@@ -360,11 +363,12 @@ def load_checkpoint(
         The :class:`TrainState` (step, config, data position).
     """
     path = Path(path)
-    state = _read_state(path)
+    state = _read_state(path, verify=True)
     skip = tuple(state["skip_prefixes"])
     loaded = load_file(str(path / "model.safetensors"), device=map_location)
+    check_finite(path, loaded, "model.safetensors")
     expected = _model_tensors(model, skip)
-    _check_model_tensors(path, loaded, expected)
+    check_model_tensors(path, loaded, expected)
     model.load_state_dict(loaded, strict=False)
     if optimizer is not None:
         if not state["has_optimizer"]:

@@ -34,7 +34,8 @@ from findvl.model.requests import (
 from findvl.train import distributed as dist
 from findvl.train.batches import BatchSource, batch_loader, dataset_vocabulary
 from findvl.train.checkpoint import find_latest, load_checkpoint, save_checkpoint
-from findvl.train.config import TrainConfig
+from findvl.train.checkpoint_integrity import clean_interrupted_saves
+from findvl.train.config import TrainConfig, load_train_config
 from findvl.train.corrections import correction_round, wants_correction
 from findvl.train.criterion import FindCriterion, build_requests
 from findvl.train.logging import JsonlLogger, ThroughputMeter, progress_bar, read_jsonl
@@ -46,6 +47,7 @@ from findvl.train.optim import (
     build_scheduler,
     clip_grad_norm,
 )
+from findvl.train.run_lock import RunLock
 
 
 def _generator(seed: int, step: int, micro: int, rank: int, which: int) -> torch.Generator:
@@ -74,6 +76,7 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, run_dir: str | Path, *, progress: bool = True) -> None:
         self.config, self.run_dir, self.progress = config, Path(run_dir), progress
+        self.lock = RunLock(self.run_dir)  # one writer per run directory (main process)
         self.info = dist.init_distributed() if dist.get_world_size() > 1 or _torchrun() else None
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         torch.manual_seed(config.seed)
@@ -102,17 +105,38 @@ class Trainer:
                 self.model, find_unused_parameters=True
             )
 
+    def _own_run_dir(self) -> None:
+        """Take the run directory's lock (main process) and clear killed saves' leftovers."""
+        if dist.is_main() and not self.lock.held:
+            self.lock.acquire()
+            clean_interrupted_saves(self.run_dir)
+
     def resume(self) -> bool:
-        """Load the latest complete checkpoint of the run directory, if any."""
-        latest = find_latest(self.run_dir)
-        if latest is None:
-            return False
-        state = load_checkpoint(
-            latest, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler
-        )
-        saved = state.config.get("train")
-        if saved is not None and saved != json.loads(self.config.to_json()):
-            raise ValueError(f"{latest}: the checkpoint was written with a different config")
+        """Load the latest complete checkpoint of the run directory, if any.
+
+        The config must equal the checkpoint's except ``steps``, which may grow (the run is
+        extended; the schedule follows the new length from the checkpoint's step on).
+        """
+        self._own_run_dir()
+        try:
+            latest = find_latest(self.run_dir)
+            if latest is None:
+                return False
+            saved = json.loads((latest / "state.json").read_text(encoding="utf-8"))
+            saved = saved.get("config", {}).get("train")
+            if saved is not None:
+                _check_resumable(latest, saved, self.config)
+            state = load_checkpoint(
+                latest, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler
+            )
+            if state.step > self.config.steps:
+                raise ValueError(
+                    f"{latest}: the checkpoint is at step {state.step}, beyond steps="
+                    f"{self.config.steps}; pass a larger --steps"
+                )
+        except BaseException:
+            self.lock.release()
+            raise
         self.step = state.step
         return True
 
@@ -194,8 +218,15 @@ class Trainer:
 
     def fit(self, *, stop_after: float | None = None) -> dict:
         """Train to ``config.steps`` (or until ``stop_after`` seconds have passed)."""
-        c = self.config
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._own_run_dir()
+        try:
+            return self._fit(stop_after)
+        finally:
+            self.lock.release()
+
+    def _fit(self, stop_after: float | None) -> dict:
+        c = self.config
         if dist.is_main():
             _write_atomic(self.run_dir / "config.json", c.to_json())
             _truncate_log(self.run_dir / "train.jsonl", self.step)
@@ -234,6 +265,32 @@ class Trainer:
             _write_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=2))
         logger.close()
         return summary
+
+
+def _flat(value: object, prefix: str = "") -> dict[str, object]:
+    if not isinstance(value, dict):
+        return {prefix: value}
+    out: dict[str, object] = {}
+    for key, sub in value.items():
+        out.update(_flat(sub, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def _check_resumable(path: Path, saved: dict, current: TrainConfig) -> None:
+    """``ValueError`` naming the keys (other than ``steps``) whose values differ; the saved
+    config is rebuilt first, so keys it predates compare by their defaults."""
+    rebuilt = json.loads(load_train_config(saved).to_json())
+    old, new = _flat(rebuilt), _flat(json.loads(current.to_json()))
+    differing = sorted(
+        k for k in old.keys() | new.keys() if k != "steps" and old.get(k) != new.get(k)
+    )
+    if differing:
+        shown = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in differing[:8])
+        more = f" (and {len(differing) - 8} more)" if len(differing) > 8 else ""
+        raise ValueError(
+            f"{path}: the checkpoint was written with a different config ({shown}{more}); "
+            "only steps may change on --resume"
+        )
 
 
 def _frozen_language(config: TrainConfig) -> bool:

@@ -1,0 +1,109 @@
+"""Released-weight conventions vs findvl's own: point sampling, per-level draws, class prompts,
+grounding cap; and which presets use which."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from findvl.build import build_model, preset_config
+from findvl.config import ConventionsConfig
+from findvl.model.conventions import OFFICIAL, check_conventions, class_text
+from findvl.model.requests import GroundedSegmentation, VisualPrompt
+from findvl.model.sampler import level_points, prompt_points, sample_tokens
+from findvl.released import OFFICIAL_CONFIGS, RELEASED_PRESETS
+
+
+def _points(convention: str, **kwargs):
+    region = torch.zeros(8, 8, dtype=torch.bool)
+    region[0, 0] = region[7, 7] = True
+    return prompt_points(
+        [[VisualPrompt(region)]],
+        image_sizes=[(8, 8)],
+        input_sizes=[(8, 8)],
+        canvas=kwargs.get("canvas", (8, 8)),
+        max_points=16,
+        convention=convention,
+    )
+
+
+def test_official_points_are_pixel_corners_over_the_canvas() -> None:
+    assert _points("official").coords[0].tolist() == [[0.0, 0.0], [7 / 8, 7 / 8]]
+    assert _points("center").coords[0].tolist() == [[1 / 16, 1 / 16], [15 / 16, 15 / 16]]
+    # padding: the canvas is larger than the image, the point keeps its place on the image
+    assert _points("official", canvas=(16, 16)).coords[0, 1].tolist() == [7 / 16, 7 / 16]
+    with pytest.raises(ValueError, match="point convention 'corner'"):
+        _points("corner")
+
+
+def test_official_sampling_uses_align_corners_true() -> None:
+    feature = torch.arange(16.0).reshape(1, 1, 4, 4)
+    corners = torch.tensor([[[0.0, 0.0], [1.0, 1.0]]])
+    # align_corners=True: 0 and 1 are the centres of the first and last cells
+    assert sample_tokens(feature, corners, "official")[0, :, 0].tolist() == [0.0, 15.0]
+    centre = torch.tensor([[[0.125, 0.125]]])  # centre of cell (0, 0) in the findvl convention
+    assert sample_tokens(feature, centre, "center")[0, 0, 0].item() == 0.0
+
+
+def test_per_level_draws_are_independent_with_the_same_counts() -> None:
+    region = torch.ones(16, 16, dtype=torch.bool)
+    prompts = [[VisualPrompt(region), VisualPrompt(region.clone())]]
+    kwargs = dict(image_sizes=[(16, 16)], input_sizes=[(16, 16)], canvas=(16, 16), max_points=20)
+    gen = torch.Generator().manual_seed(0)
+    per = level_points(prompts, num_levels=3, per_level=True, generator=gen, **kwargs)
+    assert len({tuple(p.coords.flatten().tolist()) for p in per}) == 3  # three different draws
+    for p in per:
+        assert torch.equal(p.ids, per[0].ids) and torch.equal(p.valid, per[0].valid)
+        assert p.valid.sum() == 20  # 10 points from each region
+    shared = level_points(prompts, num_levels=3, per_level=False, generator=gen, **kwargs)
+    assert shared[0] is shared[1] is shared[2]
+
+
+def test_class_prompts() -> None:
+    assert class_text("wall-other-merged", "describe") == "Describe the concept of wall."
+    assert class_text("door-stuff", "describe") == "Describe the concept of door."
+    assert class_text("background", "describe") == "Describe the concept of background."
+    assert class_text("wall-other-merged", "name") == "wall-other-merged"
+
+
+def test_bad_conventions_are_named() -> None:
+    with pytest.raises(ValueError, match="conventions.class_prompt='long'"):
+        check_conventions(ConventionsConfig(class_prompt="long"))
+    with pytest.raises(ValueError, match="conventions.grounding_scale_cap=0"):
+        check_conventions(ConventionsConfig(grounding_scale_cap=0))
+
+
+def test_findvl_presets_keep_their_conventions_released_ones_are_official() -> None:
+    for name in ("find_tiny", "find_synth"):
+        assert preset_config(name).conventions == ConventionsConfig()
+    assert len(OFFICIAL_CONFIGS) == 10 and set(OFFICIAL_CONFIGS.values()) == set(RELEASED_PRESETS)
+    for name in RELEASED_PRESETS:
+        cfg = preset_config(name)
+        assert cfg.conventions == OFFICIAL
+        assert cfg.vision.kind == "official" and cfg.vision.backbone in name
+        assert (cfg.interface.hidden_dim, cfg.interface.num_layers) == (512, 9)
+    assert preset_config("find_focalt").language.layer == -12
+    assert preset_config("find_focalt_unicl").language.kind == "unicl"
+
+
+def test_grounding_scale_cap_and_class_prompt_in_the_model() -> None:
+    torch.manual_seed(0)
+    config = preset_config("find_tiny")
+    model = build_model(config).eval()
+    with torch.no_grad():
+        model.logit_scale.fill_(torch.log(torch.tensor(400.0)))
+    image = [torch.rand(3, 64, 64) * 255]
+    request = [GroundedSegmentation([["a red circle"]])]
+    with torch.no_grad():
+        free = model(image, request).grounded_segmentation.layers[-1].logits
+        model.conventions = dataclasses.replace(model.conventions, grounding_scale_cap=100.0)
+        capped = model(image, request).grounded_segmentation.layers[-1].logits
+        torch.testing.assert_close(capped, free / 4)
+        bare = model.class_embeddings(["wall-other-merged"])
+        model.conventions = dataclasses.replace(model.conventions, class_prompt="describe")
+        described = model.class_embeddings(["wall-other-merged"])
+        model.conventions = dataclasses.replace(model.conventions, class_prompt="name")
+        assert torch.equal(model.class_embeddings(["wall-other-merged"]), bare)
+        assert not torch.allclose(bare, described)
