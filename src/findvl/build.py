@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
+from dataclasses import replace
 
 import torch
 
@@ -102,14 +103,7 @@ def find_synth_config() -> ModelConfig:
             logit_scale_init=math.log(1 / 0.07),
             whiten=True,
         ),
-        pixel_decoder=PixelDecoderConfig(
-            conv_dim=64,
-            mask_dim=64,
-            num_encoder_layers=1,
-            num_heads=4,
-            ffn_dim=128,
-            mask_stride=1,
-        ),
+        pixel_decoder=replace(find_tiny_config().pixel_decoder, mask_stride=1),
         interface=find_tiny_config().interface,
     )
 
@@ -154,8 +148,6 @@ def build_vision(cfg: VisionConfig) -> VisionEncoder:
     else:
         raise ValueError(f"vision.kind={cfg.kind!r}: expected 'tiny', 'hf' or 'official'")
     if cfg.longest_side is not None:
-        from dataclasses import replace
-
         encoder.norm = replace(encoder.norm, longest_side=cfg.longest_side)
     return encoder
 

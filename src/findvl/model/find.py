@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from findvl.config import ConventionsConfig
@@ -24,6 +23,7 @@ from findvl.model.slots import (
     SpatialSource,
     interleave_text_slot,
     memory_slot,
+    previous_masks,
     proposal_slot,
     query_slot,
     reference_slot,
@@ -255,7 +255,9 @@ class FindModel(nn.Module):
             )
             if req.previous is not None and f"{task}/m.spatial" in keys:
                 slots.append(memory_slot(self.interface, f"{task}/m.spatial", b))
-                info["previous"] = _previous_masks(req.previous, feats)
+                info["previous"] = previous_masks(
+                    req.previous, feats.pixel.mask_features, feats.batch
+                )
         if (req := by_task.get("image_text_retrieval")) is not None:
             text = self.encode_text(req.captions, "image_text_retrieval.captions")
             task = "image_text_retrieval"
@@ -379,24 +381,3 @@ class FindModel(nn.Module):
         ]
         out = self.interface(slots, pset=pset, pixel=None)
         return out.final["generic_segmentation/q.class"].semantic[:, 0]
-
-
-def _previous_masks(previous: list[torch.Tensor], feats: ImageFeatures) -> torch.Tensor:
-    """Previous-round logits per image (original size) -> ``[B,H/4,W/4]`` on the canvas."""
-    h4, w4 = feats.pixel.mask_features.shape[-2:]
-    h, w = feats.batch.pixels.shape[-2:]
-    out = feats.pixel.mask_features.new_full((len(previous), h4, w4), -10.0)
-    for b, prev in enumerate(previous):
-        if tuple(prev.shape) != tuple(feats.batch.original_sizes[b]):
-            raise ValueError(
-                f"InteractiveSegmentation.previous[{b}]: shape {tuple(prev.shape)} does not match "
-                f"the image size {feats.batch.original_sizes[b]}"
-            )
-        ih, iw = feats.batch.sizes[b]
-        resized = F.interpolate(
-            prev[None, None].float().to(out.device),
-            size=(ih * h4 // h, iw * w4 // w),
-            mode="bilinear",
-        )
-        out[b, : resized.shape[-2], : resized.shape[-1]] = resized[0, 0]
-    return out

@@ -6,8 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from findvl.encoders.language import entity_token_map
+from findvl.encoders.preprocess import ImageBatch
 from findvl.model.interface import FindInterface, SlotInput
 from findvl.model.requests import InterleavedText, VisualPrompt
 from findvl.model.sampler import level_points, sample_tokens
@@ -266,3 +268,27 @@ def reference_slot(
         -1,
     )
     return SlotInput(key, "token", levels[0], levels[0].detach(), ids >= 0, ids, levels=levels)
+
+
+def previous_masks(
+    previous: list[torch.Tensor], mask_features: torch.Tensor, batch: ImageBatch
+) -> torch.Tensor:
+    """Previous-round logits per image (original size) -> ``[B,h,w]`` on the canvas at the
+    resolution of ``mask_features [B,M,h,w]``."""
+    h4, w4 = mask_features.shape[-2:]
+    h, w = batch.pixels.shape[-2:]
+    out = mask_features.new_full((len(previous), h4, w4), -10.0)
+    for b, prev in enumerate(previous):
+        if tuple(prev.shape) != tuple(batch.original_sizes[b]):
+            raise ValueError(
+                f"InteractiveSegmentation.previous[{b}]: shape {tuple(prev.shape)} does not match "
+                f"the image size {batch.original_sizes[b]}"
+            )
+        ih, iw = batch.sizes[b]
+        resized = F.interpolate(
+            prev[None, None].float().to(out.device),
+            size=(ih * h4 // h, iw * w4 // w),
+            mode="bilinear",
+        )
+        out[b, : resized.shape[-2], : resized.shape[-1]] = resized[0, 0]
+    return out
