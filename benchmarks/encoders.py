@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from findvl.encoders.loading import load_language_encoder, load_vision_encoder  # noqa: E402
 from findvl.encoders.text_cache import TextFeatureCache  # noqa: E402
-from test_encoders_tiny import (  # noqa: E402  (tiny checkpoint writers shared with the tests)
+from tiny_checkpoints import (  # noqa: E402  (tiny checkpoint writers shared with the tests)
     SENTENCES,
     write_tiny_clip,
     write_tiny_clip_vision,

@@ -23,13 +23,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from findvl.eval.grounding import evaluate_grounding
-from findvl.eval.instances import evaluate_instances
-from findvl.eval.interleave import interleave_scores
-from findvl.eval.io import rle_to_json
-from findvl.eval.panoptic import evaluate_panoptic
-from findvl.eval.retrieval import retrieval_metrics
-from findvl.eval.semantic import evaluate_semantic
+from findvl.metrics.grounding import evaluate_grounding
+from findvl.metrics.instances import evaluate_instances
+from findvl.metrics.interleave import interleave_scores
+from findvl.metrics.io import rle_to_json
+from findvl.metrics.panoptic import evaluate_panoptic
+from findvl.metrics.retrieval import retrieval_metrics
+from findvl.metrics.semantic import evaluate_semantic
 from findvl.panoptic_ids import id2rgb
 
 
@@ -134,7 +134,7 @@ def evaluate_speed(images: int, size: int, threads: int | None, seed: int = 1) -
     import torch
 
     from findvl.build import build_preset
-    from findvl.data.synth import SynthConfig, write_synth
+    from findvl.data.synth.write import SynthConfig, write_synth
     from findvl.evaluation.runner import evaluate_run
 
     if threads is not None:

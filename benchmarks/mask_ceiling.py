@@ -19,8 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from findvl.data.dataset import load_dataset
-from findvl.data.synth import SynthConfig, write_synth
+from findvl.data.readers.dataset import load_dataset
+from findvl.data.synth.write import SynthConfig, write_synth
 
 
 def stride4_iou(mask: np.ndarray) -> float:

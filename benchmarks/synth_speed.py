@@ -22,8 +22,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from findvl.data.synth import SynthConfig, write_synth  # noqa: E402
-from findvl.data.synth_shapes import sample_scene  # noqa: E402
+from findvl.data.synth.shapes import sample_scene  # noqa: E402
+from findvl.data.synth.write import SynthConfig, write_synth  # noqa: E402
 
 
 def _measure(images: int, work) -> tuple[float, float, float]:

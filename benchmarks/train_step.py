@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from findvl.data.synth import SynthConfig, write_synth
+from findvl.data.synth.write import SynthConfig, write_synth
 from findvl.quickstart import QUICKSTART_OVERRIDES
 from findvl.train.config import train_config
 from findvl.train.criterion import build_requests

@@ -18,10 +18,10 @@ import torch
 from torch import nn
 
 from findvl.cli import main
-from findvl.data.engine import EngineConfig, process_image
-from findvl.data.engine_client import ChatClient, RetryPolicy, TransientRequestError
-from findvl.data.engine_prompt import MalformedReplyError, parse_caption
-from findvl.data.synth import SynthConfig, write_synth
+from findvl.data.engine.client import ChatClient, RetryPolicy, TransientRequestError
+from findvl.data.engine.prompt import MalformedReplyError, parse_caption
+from findvl.data.engine.run import EngineConfig, process_image
+from findvl.data.synth.write import SynthConfig, write_synth
 from findvl.encoders.markup import parse_markup
 from findvl.runs import load_run
 from findvl.train.checkpoint import find_latest, load_checkpoint, save_checkpoint
@@ -108,7 +108,7 @@ def run_dir(dataset, tmp_path_factory) -> Path:
 
 
 def test_reference_to_a_missing_segment_is_refused(dataset, tmp_path):
-    from findvl.data.dataset import load_dataset
+    from findvl.data.readers.dataset import load_dataset
 
     root = tmp_path / "data"
     shutil.copytree(dataset, root)
@@ -169,17 +169,30 @@ def test_second_writer_of_a_run_directory_is_refused(dataset, tmp_path, capsys):
     lock.release()
 
 
+def _rewrite_model_config(ckpt: Path, edit) -> None:
+    """Edit a checkpoint's config.json and record its new size and hash, as a crafted
+    checkpoint would."""
+    from findvl.train.checkpoint_integrity import file_sha256
+
+    config = json.loads((ckpt / "config.json").read_text())
+    edit(config)
+    (ckpt / "config.json").write_text(json.dumps(config))
+    state = json.loads((ckpt / "state.json").read_text())
+    state["files"]["config.json"] = (ckpt / "config.json").stat().st_size
+    state["hashes"]["config.json"] = file_sha256(ckpt / "config.json")
+    (ckpt / "state.json").write_text(json.dumps(state))
+
+
 def test_paths_in_a_checkpoint_cannot_point_elsewhere(run_dir, tmp_path, capsys):
     run = tmp_path / "run"
     shutil.copytree(run_dir, run)
-    state_file = find_latest(run) / "state.json"
-    state = json.loads(state_file.read_text())
-    state["config"]["train"]["model"]["language"]["cache_dir"] = str(tmp_path / "elsewhere")
-    state_file.write_text(json.dumps(state))
+    ckpt = find_latest(run)
+    _rewrite_model_config(
+        ckpt, lambda c: c["language"].update(cache_dir=str(tmp_path / "elsewhere"))
+    )
     loaded = load_run(run)
-    assert loaded.config.model.language.cache_dir is None
-    state["config"]["train"]["model"]["vision"]["path"] = "/etc"
-    state_file.write_text(json.dumps(state))
+    assert loaded.config.language.cache_dir is None
+    _rewrite_model_config(ckpt, lambda c: c["vision"].update(path="/etc"))
     with pytest.raises(ValueError, match="--vision-path"):
         load_run(run)
     assert not (tmp_path / "elsewhere").exists()
@@ -264,7 +277,7 @@ def test_hostile_server_fails_one_request_within_the_timeout(respond, message):
 
 
 def test_undecodable_reply_fails_the_image_not_the_run(tmp_path):
-    from findvl.data.engine_inputs import EngineImage, EngineSegment
+    from findvl.data.engine.inputs import EngineImage, EngineSegment
 
     class Backend:
         def complete(self, messages):

@@ -1,8 +1,7 @@
-"""End-to-end smoke test of the main job, and the predictor against the batched forward."""
+"""End-to-end smoke test of the main job (slow: it trains and evaluates), and the predictor
+against the batched forward. The prediction commands on a run: ``tests/cli/test_cli_predict.py``."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -11,7 +10,6 @@ from findvl.build import build_preset
 from findvl.model.requests import GroundedSegmentation, InteractiveSegmentation
 from findvl.predictor import FindPredictor
 from findvl.quickstart import QuickstartConfig, run_quickstart
-from helpers import images, point
 
 KEYS = [
     "panoptic.PQ",
@@ -40,6 +38,7 @@ def quickstart(tmp_path_factory):
     return out, run_quickstart(cfg, progress=False)
 
 
+@pytest.mark.slow
 def test_quickstart_writes_every_file_and_key(quickstart):
     from findvl.report import lookup
 
@@ -60,55 +59,7 @@ def test_quickstart_writes_every_file_and_key(quickstart):
     assert list((out / "run").glob("step_*/model.safetensors"))
 
 
-def test_cli_errors_name_the_path(quickstart, tmp_path):
-    out, _ = quickstart
-    image = next((out / "data" / "images" / "val").glob("*.png"))
-    cases = [
-        (["ground", str(image), "--checkpoint", str(tmp_path / "nope"), "--phrase", "x"], "nope"),
-        (
-            [
-                "ground",
-                str(tmp_path / "missing.png"),
-                "--checkpoint",
-                str(out / "run"),
-                "--phrase",
-                "x",
-            ],
-            "missing.png",
-        ),
-    ]
-    bad = tmp_path / "bad.png"
-    bad.write_bytes(b"not an image")
-    cases.append((["segment", str(bad), "--checkpoint", str(out / "run")], "bad.png"))
-    for argv, name in cases:
-        proc = subprocess.run(
-            [sys.executable, "-m", "findvl", *argv], capture_output=True, text=True
-        )
-        assert proc.returncode == 2, proc.stderr
-        assert name in proc.stderr and "Traceback" not in proc.stderr
-
-
-def test_cli_click_writes_overlay_and_rle(quickstart, tmp_path):
-    out, _ = quickstart
-    image = next((out / "data" / "images" / "val").glob("*.png"))
-    argv = [
-        "click",
-        str(image),
-        "--checkpoint",
-        str(out / "run"),
-        "--point",
-        "20,20",
-        "--out",
-        str(tmp_path / "c"),
-    ]
-    proc = subprocess.run([sys.executable, "-m", "findvl", *argv], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    records = json.loads((tmp_path / "c.click.json").read_text())
-    assert len(records) == 1 and set(records[0]["segmentation"]) == {"size", "counts"}
-    assert (tmp_path / "c.click.png").is_file()
-
-
-def test_predictor_equals_batched_forward():
+def test_predictor_equals_batched_forward(images, point):
     torch.manual_seed(0)
     model = build_preset("find_tiny").eval()
     imgs = images([(64, 64), (64, 64)], seed=7)
@@ -135,6 +86,7 @@ def test_predictor_equals_batched_forward():
         )
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics(quickstart, tmp_path):
     out, metrics = quickstart
     again = QuickstartConfig(

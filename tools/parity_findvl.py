@@ -1,7 +1,7 @@
 """The findvl side of the parity checks: the same tasks as ``official_runner``, through the
 public forward (typed requests), returning tensors laid out as the official ones.
 
-Used by ``tools/parity_official.py`` and ``tests/test_parity_golden.py``.
+Used by ``tools/parity_official.py`` and ``tests/convert/test_parity_golden.py``.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ transformers 4.34) is checked against Hugging Face ``output_hidden_states`` in t
 
 ``--golden DIR`` instead writes the shrunk fixture ``DIR/find_unicl_small.safetensors`` (the
 official state dict, the inputs and the official outputs) checked by
-``tests/test_parity_golden.py``.
+``tests/convert/test_parity_golden.py``.
 """
 
 from __future__ import annotations

@@ -1,126 +1,36 @@
-"""Presets and builders: one function per preset writes out the whole module tree."""
+"""Builders: a config (or a preset of :mod:`findvl.presets`) -> the whole module tree."""
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 
-from findvl.config import (
-    InterfaceConfig,
-    LanguageConfig,
-    ModelConfig,
-    PixelDecoderConfig,
-    VisionConfig,
-)
+from findvl.config import LanguageConfig, ModelConfig, VisionConfig
 from findvl.encoders.language import LanguageEncoder, TinyLanguageEncoder
 from findvl.encoders.pixel_decoder import PixelDecoder
 from findvl.encoders.vision import TinyBackbone, VisionEncoder
 from findvl.model.find import FindModel
 from findvl.model.heads import FindHeads
 from findvl.model.interface import FindInterface
-from findvl.released import RELEASED_PRESETS
-
-
-def find_tiny_config() -> ModelConfig:
-    """Fast on CPU: for tests and the quickstart. Encoders are built-in and trainable."""
-    return ModelConfig(
-        preset="find_tiny",
-        vision=VisionConfig(kind="tiny", widths=(32, 48, 64, 96)),
-        language=LanguageConfig(kind="tiny", dim=64, num_layers=1, max_length=77),
-        pixel_decoder=PixelDecoderConfig(
-            conv_dim=64, mask_dim=64, num_encoder_layers=1, num_heads=4, ffn_dim=128
-        ),
-        interface=InterfaceConfig(
-            hidden_dim=64,
-            num_layers=3,
-            num_heads=4,
-            ffn_dim=128,
-            num_proposals=16,
-            spatial_memories=8,
-            dim_proj=64,
-            max_spatial_points=64,
-            pixel_scores="cosine",
-        ),
-    )
-
-
-def find_sam_llama_config() -> ModelConfig:
-    """SAM (ViT-B) vision + a LLaMA-family language model (paper Table 5), FIND-T interface.
-
-    Set ``vision.path`` and ``language.path`` to local Hugging Face directories.
-    """
-    return ModelConfig(
-        preset="find_sam_llama",
-        vision=VisionConfig(kind="hf", longest_side=1024, pyramid_channels=256),
-        language=LanguageConfig(kind="hf", layer=-12),
-        pixel_decoder=PixelDecoderConfig(trainable=True),
-        interface=InterfaceConfig(),
-    )
-
-
-def find_dinov2_clip_config() -> ModelConfig:
-    """DINOv2 vision + CLIP text tower, FIND-T interface (paths via ``vision.path`` and
-    ``language.path``)."""
-    return ModelConfig(
-        preset="find_dinov2_clip",
-        vision=VisionConfig(kind="hf", longest_side=518, pyramid_channels=256),
-        language=LanguageConfig(kind="hf", layer=None),  # CLIP text: last hidden state
-        pixel_decoder=PixelDecoderConfig(trainable=True),
-        interface=InterfaceConfig(),
-    )
-
-
-def find_synth_config() -> ModelConfig:
-    """The quickstart's model: find_tiny's interface over the project's own *pretrained, frozen*
-    foundation models (``findvl pretrain-encoders`` on the synthetic train split, shipped as
-    Hugging Face directories): a CLIP-style ViT (patch 4 at 64 px: a stride-4 grid) and its
-    text tower. Only the pyramid, pixel decoder, interface and ``lang_proj`` train.
-
-    Sized for 64-pixel images: the pyramid is one octave finer than usual (the interface
-    attends 4x4, 8x8 and 16x16 cells, not 2x2..8x8, so a proposal pools the patch features of
-    its own object: at 2x2..8x8 every thing came out as "some shape", class probability
-    ~1/8), masks come at stride 1 through the pixel-detail path, and the temperature starts
-    at CLIP's 1/0.07 (at the official e^1 no class reaches the 0.8 object threshold)."""
-    return ModelConfig(
-        preset="find_synth",
-        vision=VisionConfig(
-            kind="hf",
-            path=f"{SHIPPED}synth-clip-vision",
-            longest_side=64,
-            pyramid_channels=64,
-            grid_stride=4,
-            finest_stride=2,
-        ),
-        language=LanguageConfig(
-            kind="hf",
-            path=f"{SHIPPED}synth-clip-text",
-            layer=None,
-            cache_entries=65536,
-            logit_scale_init=math.log(1 / 0.07),
-            whiten=True,
-        ),
-        pixel_decoder=replace(find_tiny_config().pixel_decoder, mask_stride=1),
-        interface=find_tiny_config().interface,
-    )
-
-
-PRESETS: dict[str, Callable[[], ModelConfig]] = {
-    "find_tiny": find_tiny_config,
-    "find_synth": find_synth_config,
-    **RELEASED_PRESETS,
-    "find_sam_llama": find_sam_llama_config,
-    "find_dinov2_clip": find_dinov2_clip_config,
-}
-
-
-def preset_config(name: str) -> ModelConfig:
-    if name not in PRESETS:
-        raise ValueError(f"preset {name!r}: expected one of {sorted(PRESETS)}")
-    return PRESETS[name]()
+from findvl.model_file import (
+    load_learned_weights,
+    read_model_config,
+    shipped_path,
+    with_paths_under,
+    write_model_file,
+)
+from findvl.presets import (  # noqa: F401  (re-exported: the presets' home is findvl.presets)
+    PRESETS,
+    SHIPPED,
+    find_dinov2_clip_config,
+    find_sam_llama_config,
+    find_synth_config,
+    find_tiny_config,
+    preset_config,
+)
 
 
 def build_vision(cfg: VisionConfig) -> VisionEncoder:
@@ -191,15 +101,6 @@ def build_language(cfg: LanguageConfig) -> LanguageEncoder:
     return encoder
 
 
-#: Prefix of a path naming an encoder shipped inside the package (``findvl/pretrained/NAME``).
-SHIPPED = "findvl:"
-
-
-def shipped_path(name: str) -> str:
-    """The directory of a shipped encoder (``findvl:NAME`` in configs)."""
-    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrained", name)
-
-
 def _require_path(path: str | None, field: str) -> str:
     if not path:
         raise ValueError(f"{field}: a local model directory is required")
@@ -211,7 +112,11 @@ def _require_path(path: str | None, field: str) -> str:
 
 
 def build_model(config: ModelConfig) -> FindModel:
-    """Build a :class:`FindModel` from its config and freeze what the config says is frozen."""
+    """Build a :class:`FindModel` from its config and freeze what the config says is frozen.
+
+    The config is validated first (:meth:`ModelConfig.validate`): a bad value fails here, in one
+    line naming its key, not at the first forward."""
+    config.validate()
     vision = build_vision(config.vision)
     language = build_language(config.language)
     pd, it = config.pixel_decoder, config.interface
@@ -275,7 +180,64 @@ def set_trainable(model: FindModel, config: ModelConfig) -> None:
 
 
 def build_preset(name: str, *, seed: int | None = 0) -> FindModel:
-    """Build a preset with its default config; ``seed`` makes the initial weights repeatable."""
-    if seed is not None:
+    """Build a preset with its default config; ``seed`` makes the initial weights repeatable.
+
+    The seed applies to a forked random state: torch's global generator is left as it was."""
+    if seed is None:
+        return build_model(preset_config(name))
+    with torch.random.fork_rng():
         torch.manual_seed(seed)
-    return build_model(preset_config(name))
+        return build_model(preset_config(name))
+
+
+def save_model(
+    model: FindModel,
+    config: ModelConfig,
+    directory: str | os.PathLike,
+    *,
+    vocabulary: dict | None = None,
+    base: str | os.PathLike | None = None,
+) -> Path:
+    """Write ``model`` as a model file (:mod:`findvl.model_file`): ``config.json`` and its
+    learned weights; the foundation models stay where ``config`` names them (with their hash).
+
+    Args:
+        model: built from ``config`` (e.g. by :func:`build_model`).
+        config: its config.
+        directory: the model file's directory (created if missing).
+        vocabulary: ``{"names": [...], "isthing": [...]}`` of its training classes.
+        base: what relative encoder paths of ``config`` are relative to (None: the working
+            directory, as :func:`build_model` reads them).
+    """
+    return write_model_file(directory, model, config, vocabulary=vocabulary, base=base)
+
+
+def load_model(
+    directory: str | os.PathLike,
+    *,
+    config: ModelConfig | None = None,
+    map_location: str = "cpu",
+) -> tuple[FindModel, ModelConfig]:
+    """Rebuild a model saved by :func:`save_model`; no training code is imported.
+
+    Relative encoder paths of the config are taken relative to the model file's parent
+    directory (a checkpoint's run directory). Loading fails with one ``ValueError`` line if a
+    foundation directory holds other weights than the ones saved with, or the stored tensors
+    do not fit the model.
+
+    Args:
+        directory: the model file's directory.
+        config: build from this config instead of the saved one (e.g. with encoder paths
+            moved); its foundation weights must still match.
+        map_location: device the weights are read to before the copy.
+
+    Returns:
+        ``(model, config)``: the model (on CPU, in training mode as built) and its config.
+    """
+    directory = Path(directory)
+    if config is None:
+        config = read_model_config(directory)
+    config = with_paths_under(config, directory.resolve().parent)
+    model = build_model(config)
+    load_learned_weights(directory, model, config, map_location=map_location)
+    return model, config

@@ -8,19 +8,36 @@ import math
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+#: Where the vision encoder comes from (see :class:`VisionConfig`).
+VisionKind = Literal["tiny", "hf", "official"]
+#: Released FIND backbones (``vision.kind == "official"``).
+Backbone = Literal["focalt", "focall", "davitd3", "davitd5", "samb"]
+#: Where the language encoder comes from (see :class:`LanguageConfig`).
+LanguageKind = Literal["tiny", "hf", "unicl"]
+#: Compute dtype of a frozen pretrained encoder.
+Dtype = Literal["fp32", "bf16", "fp16"]
+#: Prototype variant (:mod:`findvl.prototypes`): the released weights' rules or Table 1.
+Variant = Literal["official", "paper"]
+#: Interactive and visual-interleave scores: raw dot products or ``exp(logit_scale)·cos``.
+PixelScores = Literal["dot", "cosine"]
+#: Where a prompt pixel lands in the canvas (:mod:`findvl.model.sampler`).
+PointConvention = Literal["center", "official"]
+#: Text embedded for a class: the bare name or the official description prompt.
+ClassPrompt = Literal["name", "describe"]
 
 
 @dataclass
 class VisionConfig:
-    kind: str = "tiny"  # "tiny" (built-in, not pretrained), "hf" (a local Hugging Face dir) or
+    kind: VisionKind = "tiny"  # "tiny" (built-in, not pretrained), "hf" (a local HF dir) or
     # "official" (a released FIND backbone, weights from a converted checkpoint)
     path: str | None = None  # the local directory when kind == "hf"
-    backbone: str | None = None  # kind == "official": focalt, focall, davitd3, davitd5 or samb
+    backbone: Backbone | None = None  # kind == "official": focalt, focall, davitd3, davitd5 or samb
     widths: tuple[int, int, int, int] = (32, 48, 64, 96)  # tiny backbone channels of res2..res5
     longest_side: int | None = None  # resize images so the longer side is this (None: keep)
     pyramid_channels: int = 256  # hf only: channels of the (trainable) simple feature pyramid
-    dtype: str = "fp32"  # hf only: compute dtype of the frozen backbone (fp32, bf16, fp16)
+    dtype: Dtype = "fp32"  # hf only: compute dtype of the frozen backbone (fp32, bf16, fp16)
     grid_stride: int = 16  # hf ViTs only: input pixels per patch (4/8 keep small images dense)
     finest_stride: int = 4  # hf ViTs only: stride of res2 (2: every level one octave finer)
     trainable: bool = True  # tiny only; a pretrained (hf) backbone is always frozen
@@ -28,13 +45,13 @@ class VisionConfig:
 
 @dataclass
 class LanguageConfig:
-    kind: str = "tiny"  # "tiny" (hash tokenizer + small transformer), "hf" (local dir) or
+    kind: LanguageKind = "tiny"  # "tiny" (hash tokenizer + small transformer), "hf" (local dir) or
     # "unicl" (the UniCL text tower of the released FIND UniCL configs; weights from a converted
     # checkpoint, CLIP BPE tokenizer from ``path``)
     path: str | None = None  # the local directory when kind == "hf"; the tokenizer for "unicl"
     layer: int | None = -12  # hidden_states index used as features (paper ablation; causal LMs)
     max_length: int = 77  # tokens per text, BOS included
-    dtype: str = "fp32"  # compute dtype of a pretrained LM (fp32, bf16, fp16)
+    dtype: Dtype = "fp32"  # compute dtype of a pretrained LM (fp32, bf16, fp16)
     dim: int = 64  # tiny encoder width
     num_layers: int = 1  # tiny (and unicl) encoder depth
     num_heads: int = 8  # unicl only: attention heads
@@ -85,8 +102,8 @@ class InterfaceConfig:
     spatial_memories: int = 32
     dim_proj: int = 512  # semantic space size
     max_spatial_points: int = 512  # points drawn per image for spatial tokens
-    variant: str = "official"  # prototype variant: "official" or "paper"
-    pixel_scores: str = "dot"  # "dot" (released weights) or "cosine"
+    variant: Variant = "official"  # prototype variant: "official" or "paper"
+    pixel_scores: PixelScores = "dot"  # "dot" (released weights) or "cosine"
 
 
 @dataclass
@@ -94,9 +111,9 @@ class ConventionsConfig:
     """Numerical conventions that released FIND weights were trained with (``official``
     presets) and findvl's own choices (the defaults, kept by ``find_tiny``/``find_synth``)."""
 
-    point_convention: str = "center"  # "center" or "official" (see findvl.model.sampler)
+    point_convention: PointConvention = "center"  # see findvl.model.sampler
     points_per_level: bool = False  # True: each level draws its own points (official)
-    class_prompt: str = "name"  # "name" or "describe": "Describe the concept of {name}."
+    class_prompt: ClassPrompt = "name"  # "describe": "Describe the concept of {name}."
     grounding_scale_cap: float | None = None  # official: exp(logit_scale) capped at 100
 
 
@@ -112,8 +129,60 @@ class ModelConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def validate(self) -> ModelConfig:
+        """Every value of an enumerated field is one of its choices, and the parts fit together;
+        ``ValueError`` naming the key otherwise (one line). Returns ``self``."""
+        check_choices(self)
+        pd, it = self.pixel_decoder, self.interface
+        if pd.conv_dim != it.hidden_dim:
+            raise ValueError(
+                f"pixel_decoder.conv_dim={pd.conv_dim} must equal "
+                f"interface.hidden_dim={it.hidden_dim}"
+            )
+        if self.vision.kind == "official" and not self.vision.backbone:
+            raise ValueError("vision.backbone: required when vision.kind is 'official'")
+        cap = self.conventions.grounding_scale_cap
+        if cap is not None and not cap > 0:
+            raise ValueError(f"conventions.grounding_scale_cap={cap!r}: expected a positive number")
+        return self
+
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+#: The conventions of the released FIND weights (see :mod:`findvl.model.conventions`).
+OFFICIAL_CONVENTIONS = ConventionsConfig(
+    point_convention="official",
+    points_per_level=True,
+    class_prompt="describe",
+    grounding_scale_cap=100.0,
+)
+
+
+def choices(hint: Any) -> tuple | None:
+    """The allowed values of a ``Literal`` (or ``Literal | None``) field type, else None."""
+    if typing.get_origin(hint) is Literal:
+        return typing.get_args(hint)
+    if typing.get_origin(hint) in (types.UnionType, typing.Union):
+        for arg in typing.get_args(hint):
+            if typing.get_origin(arg) is Literal:
+                return typing.get_args(arg)
+    return None
+
+
+def check_choices(config: Any, path: str = "") -> None:
+    """``ValueError`` naming the first field of dataclass ``config`` (nested ones included)
+    whose value is not one of its ``Literal`` choices."""
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value, name = getattr(config, f.name), f"{path}{f.name}"
+        if dataclasses.is_dataclass(value):
+            check_choices(value, f"{name}.")
+            continue
+        allowed = choices(hints[f.name])
+        optional = type(None) in typing.get_args(hints[f.name])
+        if allowed is not None and value not in allowed and not (value is None and optional):
+            raise ValueError(f"{name}={value!r}: expected one of {list(allowed)}")
 
 
 def from_dict(cls: type, data: dict[str, Any], path: str = "") -> Any:
@@ -148,6 +217,10 @@ def _typed(value: Any, hint: Any, name: str) -> Any:
     """``value`` checked against the field type ``hint`` (ints become floats where floats are
     expected, lists tuples); ``ValueError`` naming the key otherwise."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Literal:
+        if value not in args or isinstance(value, bool) != isinstance(args[0], bool):
+            raise ValueError(f"config key {name!r}: expected one of {list(args)}, got {value!r}")
+        return value
     if origin in (types.UnionType, typing.Union):
         if value is None and type(None) in args:
             return None

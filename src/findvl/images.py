@@ -106,6 +106,13 @@ def read_image(path: str | Path, *, max_pixels: int | None = None) -> np.ndarray
         raise ImageError(f"{where}: not a readable image ({error})") from None
 
 
+def read_image_tensor(path: str | Path, *, max_pixels: int | None = None):
+    """:func:`read_image` as a ``[3,H,W]`` uint8 ``torch.Tensor`` (the model's image input)."""
+    import torch  # here, so that reading images does not import torch
+
+    return torch.from_numpy(read_image(path, max_pixels=max_pixels)).permute(2, 0, 1)  # HWC->CHW
+
+
 def read_label_png(path: str | Path, *, rgb: bool = False) -> np.ndarray:
     """The stored pixels of a label PNG (no EXIF rotation, no scaling), size-checked first.
 

@@ -1,8 +1,20 @@
-"""COCO panoptic PNG colours <-> segment ids (``id = R + 256 G + 256² B``)."""
+"""COCO panoptic conventions shared by the readers and the metrics: the category record and
+PNG colours <-> segment ids (``id = R + 256 G + 256² B``)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+
+@dataclass(frozen=True)
+class Category:
+    """A panoptic category: COCO ``id``, ``name`` and whether it is a thing (else stuff)."""
+
+    id: int
+    name: str
+    isthing: bool
 
 
 def rgb2id(color: np.ndarray) -> np.ndarray:

@@ -8,31 +8,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
+
+from findvl.model.outputs import masks_to_original
 
 #: Minimum class score of a proposal kept by panoptic inference: the one value shared by
 #: evaluation, the quickstart report's pictures and ``findvl segment`` (``--threshold``).
 OBJECT_THRESHOLD = 0.8
 
 
-def to_original(
-    masks: torch.Tensor,
-    *,
-    input_size: tuple[int, int],
-    canvas: tuple[int, int],
-    original_size: tuple[int, int],
-) -> torch.Tensor:
-    """``[N,h,w]`` logits at stride 4 of the canvas -> ``[N,H0,W0]`` logits on the original image.
-
-    Upsample to the canvas, crop the valid region, resize to the original size (bilinear).
-    """
-    if masks.shape[0] == 0:
-        return masks.new_zeros(0, *original_size)
-    x = F.interpolate(masks[None].float(), size=canvas, mode="bilinear", align_corners=False)
-    x = x[..., : input_size[0], : input_size[1]]
-    if tuple(input_size) != tuple(original_size):
-        x = F.interpolate(x, size=original_size, mode="bilinear", align_corners=False)
-    return x[0]
+#: The canvas-to-image conversion (:meth:`findvl.model.outputs.FindOutput.to_original` is the
+#: method to call on a forward's output).
+to_original = masks_to_original
 
 
 @dataclass

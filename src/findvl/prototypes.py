@@ -14,10 +14,13 @@ with. A :class:`PrototypeSet` compiles several tasks into one sequence (see
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+
+from findvl.config import Variant
 
 Kind = Literal["feature", "proposal", "query", "token", "memory"]
 Modality = Literal["vision", "language", "interleave"]
@@ -66,8 +69,12 @@ GROUPS: dict[str, Group] = {
     )
 }
 
+#: The image features every task attends, the object proposals of generic segmentation (and of
+#: the official retrieval prototypes) and the image query of both retrieval tasks.
+IMAGE_FEATURES, OBJECT_PROPOSALS, IMAGE_QUERY = "f.image", "p.object", "q.image"
+
 #: Groups that are one shared variable when several tasks run in one forward.
-SHARED_GROUPS = frozenset({"f.image", "p.object", "q.image"})
+SHARED_GROUPS = frozenset({IMAGE_FEATURES, OBJECT_PROPOSALS, IMAGE_QUERY})
 
 TASKS = (
     "generic_segmentation",
@@ -77,7 +84,7 @@ TASKS = (
     "interleave_segmentation",
     "interleave_retrieval",
 )
-VARIANTS = ("official", "paper")
+VARIANTS = typing.get_args(Variant)
 DEFAULT_VARIANT = "official"
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from findvl.data.synth import SynthConfig, write_synth
+from findvl.data.synth.write import SynthConfig, write_synth
 from findvl.train.config import train_config
 from findvl.train.optim import ScheduleConfig, build_scheduler
 from findvl.train.trainer import Trainer

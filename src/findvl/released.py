@@ -27,13 +27,13 @@ import dataclasses
 from collections.abc import Callable
 
 from findvl.config import (
+    OFFICIAL_CONVENTIONS,
     InterfaceConfig,
     LanguageConfig,
     ModelConfig,
     PixelDecoderConfig,
     VisionConfig,
 )
-from findvl.model.conventions import OFFICIAL
 
 BACKBONE_NAMES = ("focalt", "focall", "davitd3", "davitd5", "samb")
 TEXT_TOWERS = ("llama", "unicl")
@@ -75,7 +75,7 @@ def released_config(backbone: str, text: str) -> ModelConfig:
         language=language,
         pixel_decoder=PixelDecoderConfig(trainable=False),
         interface=InterfaceConfig(),
-        conventions=dataclasses.replace(OFFICIAL),
+        conventions=dataclasses.replace(OFFICIAL_CONVENTIONS),
     )
 
 

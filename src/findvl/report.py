@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from markdown_it import MarkdownIt
 
-from findvl.data.dataset import load_dataset
+from findvl.data.readers.dataset import load_dataset
 from findvl.index.report import search_section
 from findvl.postprocess import OBJECT_THRESHOLD
 from findvl.predictor import FindPredictor
@@ -185,7 +185,7 @@ def _full_image_of(path: Path) -> dict[str, float | None]:
         return {}
     from pycocotools import mask as mask_utils
 
-    from findvl.eval.grounding import load_masks
+    from findvl.metrics.grounding import load_masks
 
     rles = list(load_masks(path).values())
     sizes = [int(r["size"][0]) * int(r["size"][1]) for r in rles]

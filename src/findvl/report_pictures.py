@@ -17,30 +17,21 @@ from PIL import Image
 
 from findvl import viz
 from findvl.data.clicks import next_click
-from findvl.data.dataset import Sample
-from findvl.data.findbench import EntityPhrase
-from findvl.data.training import load_rgb
-from findvl.model.requests import Entity, InterleavedText, VisualPrompt, VisualReference
+from findvl.data.readers.dataset import Sample
+from findvl.data.readers.findbench import EntityPhrase
+from findvl.data.readers.vocabulary import Vocabulary
+from findvl.evaluation.common import SegmentMasks, VisualQuery, visual_query
+from findvl.images import read_image_tensor
+from findvl.model.requests import VisualPrompt
 from findvl.model.sampler import rasterize
 
 LONG_SIDE = 256  # segmentation pictures: nearest-neighbour upscaling to at least this
 THUMB_SIDE = 192  # retrieval thumbnails
 
 
-def _image(sample: Sample) -> torch.Tensor:
-    """``[3,H,W]`` uint8 pixels of the image of ``sample``."""
-    return torch.from_numpy(load_rgb(sample.image_path).copy()).permute(2, 0, 1)
-
-
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
     """Intersection over union of two bool masks (0 when both are empty)."""
     return float((a & b).sum() / max(1, (a | b).sum()))
-
-
-def _class_of_category(vocab) -> dict[int, int]:
-    """Dataset category id -> class index, for the trainer's or the evaluation's vocabulary."""
-    index = getattr(vocab, "index", None)
-    return dict(index) if index is not None else vocab.class_of_category()
 
 
 def _segment_masks(sample: Sample, segment_ids: list[int]) -> np.ndarray:
@@ -77,13 +68,13 @@ def _save_grid(tiles: list[Image.Image], path: Path) -> Path:
 
 
 def panoptic_pictures(
-    predictor, samples: Sequence[Sample], vocab, out: Path, *, threshold: float
+    predictor, samples: Sequence[Sample], vocab: Vocabulary, out: Path, *, threshold: float
 ) -> Path:
     """Panoptic segmentation over ``vocab`` at class-score ``threshold``; one colour per class."""
-    class_of = _class_of_category(vocab)
+    class_of = vocab.index
     tiles = []
     for s in samples:
-        image = _image(s)
+        image = read_image_tensor(s.image_path)
         predictor.set_image(image)
         res = predictor.segment(vocab.names, isthing=vocab.isthing, object_threshold=threshold)
         gt_all = s.panoptic.load_masks()
@@ -115,7 +106,7 @@ def grounding_pictures(
         ids = {g.id for g in s.panoptic.segments}
         refs = [r for r in s.refs if r.sentences and r.ann_id in ids][:per_image]
         if refs:
-            image, phrases = _image(s), [r.sentences[0].sent for r in refs]
+            image, phrases = read_image_tensor(s.image_path), [r.sentences[0].sent for r in refs]
             predictor.set_image(image)
             pred = predictor.ground(phrases).masks.numpy()
             gt = _segment_masks(s, [r.ann_id for r in refs])
@@ -123,9 +114,11 @@ def grounding_pictures(
     return _save_grid(tiles, out / "grounding.png")
 
 
-def interactive_pictures(predictor, samples: Sequence[Sample], vocab, out: Path) -> Path:
+def interactive_pictures(
+    predictor, samples: Sequence[Sample], vocab: Vocabulary, out: Path
+) -> Path:
     """One click at the centre of each image's first thing."""
-    names = {c: vocab.names[i] for c, i in _class_of_category(vocab).items()}
+    names = {c: vocab.names[i] for c, i in vocab.index.items()}
     tiles = []
     for s in samples:
         things = [g for g in s.panoptic.segments if g.isthing]
@@ -134,7 +127,7 @@ def interactive_pictures(predictor, samples: Sequence[Sample], vocab, out: Path)
         gt = _segment_masks(s, [things[0].id])
         click = next_click(gt[0])
         prompt = VisualPrompt(rasterize(gt.shape[1:], points=[(click.x, click.y)], radius=3))
-        image = _image(s)
+        image = read_image_tensor(s.image_path)
         predictor.set_image(image)
         pred = predictor.click([prompt]).masks.numpy()
         text = f"{names.get(things[0].category_id, 'object')}, 1 click"
@@ -143,38 +136,22 @@ def interactive_pictures(predictor, samples: Sequence[Sample], vocab, out: Path)
 
 
 def _interleave_query(
-    sample: Sample, by_id: dict[int, Sample]
-) -> tuple[InterleavedText, list[Image.Image], list[tuple[EntityPhrase, bool]]] | None:
-    """An entity caption of ``sample`` whose first usable reference becomes a visual entity.
+    sample: Sample, by_id: dict[int, Sample], segments: SegmentMasks
+) -> tuple[VisualQuery, Image.Image, list[tuple[EntityPhrase, bool]]] | None:
+    """The first entity caption of ``sample`` with a usable reference, that reference visual.
 
     Returns the query, the crop of the referenced object, and per entity its phrase and
     whether it is the visual one; None when no caption has a usable reference.
     """
     for cap in sample.entities:
-        entities, crops, spans = [], [], []
-        for p in cap.spans:
-            ref = p.reference
-            if ref is not None and ref.image_id in by_id and not crops:
-                other = by_id[ref.image_id]
-                ids = [g.id for g in other.panoptic.segments]
-                if ref.annotation_id not in ids:
-                    continue
-                mask = other.panoptic.load_masks()[ids.index(ref.annotation_id)]
-                img = _image(other)
-                prompt = VisualPrompt(torch.from_numpy(mask))
-                entities.append(Entity(p.start, p.end, VisualReference(img, prompt)))
-                ys, xs = np.nonzero(mask)
-                crops.append(
-                    Image.fromarray(viz.to_hwc(img)).crop(
-                        (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
-                    )
-                )
-                spans.append((p, True))
-            else:
-                entities.append(Entity(p.start, p.end))
-                spans.append((p, False))
-        if crops:
-            return InterleavedText(cap.sentence, entities), crops, spans
+        found = visual_query(cap, by_id, segments)
+        if found is not None:
+            ys, xs = np.nonzero(found.mask)
+            crop = Image.fromarray(viz.to_hwc(found.image)).crop(
+                (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+            )
+            spans = [(p, k == found.entity) for k, p in enumerate(cap.spans)]
+            return found, crop, spans
     return None
 
 
@@ -182,14 +159,14 @@ def interleave_segmentation_pictures(
     predictor, samples: Sequence[Sample], gallery: Sequence[Sample], out: Path
 ) -> Path:
     """One interleaved caption per image, one of its entities a visual reference."""
-    by_id = {s.image_id: s for s in gallery}
+    by_id, segments = {s.image_id: s for s in gallery}, SegmentMasks()
     tiles = []
     for s in samples:
-        found = _interleave_query(s, by_id)
+        found = _interleave_query(s, by_id, segments)
         if found is None:
             continue
-        query, _, spans = found
-        image = _image(s)
+        query, spans = found[0].text, found[2]
+        image = read_image_tensor(s.image_path)
         predictor.set_image(image)
         pred = predictor.interleave(query).masks.numpy()
         gt = _segment_masks(s, [p.segment_id for p, _ in spans])
@@ -207,33 +184,33 @@ def interleave_pictures(
     rows: int = 4,
 ) -> Path:
     """Interleaved queries of ``samples`` against every image of ``gallery``: top-5 rows."""
-    by_id = {s.image_id: s for s in gallery}
+    by_id, segments = {s.image_id: s for s in gallery}, SegmentMasks()
     embeddings = []
     for s in gallery:
-        predictor.set_image(_image(s))
+        predictor.set_image(read_image_tensor(s.image_path))
         embeddings.append(predictor.embed_image())
     bank = F.normalize(torch.stack(embeddings), dim=-1)
     thumbs = {}
 
     def thumb(sample: Sample) -> Image.Image:
         if sample.image_id not in thumbs:
-            rgb = viz.to_hwc(_image(sample))
+            rgb = viz.to_hwc(read_image_tensor(sample.image_path))
             big = viz.enlarge_image(rgb, viz.scale_for(*rgb.shape[:2], THUMB_SIDE))
             thumbs[sample.image_id] = Image.fromarray(big)
         return thumbs[sample.image_id]
 
     lines = []
     for s in samples:
-        found = _interleave_query(s, by_id)
+        found = _interleave_query(s, by_id, segments)
         if found is None:
             continue
-        query, crops, spans = found
+        query, crop, spans = found[0].text, found[1], found[2]
         q = F.normalize(predictor.embed_query(query), dim=-1)
         order = (bank @ q).argsort(descending=True).tolist()
         rank = 1 + [gallery[j].image_id for j in order].index(s.image_id)
         side = thumb(s).height
         pics = [
-            viz.titled(viz.fit(crops[0], side), next(p.phrase for p, v in spans if v)),
+            viz.titled(viz.fit(crop, side), next(p.phrase for p, v in spans if v)),
             viz.titled(viz.frame(thumb(s), (0, 200, 0)), f"target: rank {rank}"),
         ]
         for n, j in enumerate(order[:5], 1):
@@ -256,7 +233,7 @@ def curves(run_dir: Path, out: Path) -> Path:
         "class_ce",
         "mask_dice",
         "grounding_ce",
-        "spatial_ce",
+        "interactive_ce",
         "interleave_ce",
         "retrieval",
         "interleave_itc",

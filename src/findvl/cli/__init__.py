@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
 
         set_max_pixels(args.max_pixels)
     if args.allow_outside_root:
-        os.environ["FINDVL_ALLOW_OUTSIDE_ROOT"] = "1"  # read by findvl.data.coco.confined
+        os.environ["FINDVL_ALLOW_OUTSIDE_ROOT"] = "1"  # read by findvl.data.readers.coco.confined
     try:
         result = args.func(args)
     except (CliError, OSError, ValueError) as error:

@@ -28,7 +28,7 @@ def _add_synth(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_synth(args: argparse.Namespace) -> int:
-    from findvl.data.synth import SynthConfig, write_synth
+    from findvl.data.synth.write import SynthConfig, write_synth
 
     config = SynthConfig(
         out=args.out,
@@ -50,13 +50,15 @@ def _add_stats(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_stats(args: argparse.Namespace) -> int:
-    from findvl.data.stats import entity_stats, format_table
+    from findvl.data.readers.stats import entity_stats
+    from findvl.tables import format_table
 
     rows = entity_stats(args.data, args.split)
     if args.json:
         print(json.dumps([r.as_dict() for r in rows], sort_keys=True))
     else:
-        print(format_table(rows))
+        header = ("file", "images", "captions", "entities", "mask", "phrase", "visual")
+        print(format_table(header, [list(r.as_dict().values()) for r in rows]))
     return 0
 
 
@@ -76,10 +78,10 @@ def _add_references(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_references(args: argparse.Namespace) -> int:
-    from findvl.data.references import AppearanceEmbedder, write_references
+    from findvl.data.engine.references import AppearanceEmbedder, write_references
 
     if args.embedder == "tiny":
-        from findvl.data.reference_vision import tiny_vision_embedder
+        from findvl.data.engine.reference_vision import tiny_vision_embedder
 
         embedder = tiny_vision_embedder(args.seed)
     else:

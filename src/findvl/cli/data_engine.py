@@ -90,9 +90,9 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the engine (or write the prompts with ``--dry-run``) and print the summary."""
-    from findvl.data.engine import EngineConfig, run_engine, write_prompts
-    from findvl.data.engine_client import ChatClient, RetryPolicy
-    from findvl.data.engine_inputs import load_engine_images
+    from findvl.data.engine.client import ChatClient, RetryPolicy
+    from findvl.data.engine.inputs import load_engine_images
+    from findvl.data.engine.run import EngineConfig, run_engine, write_prompts
 
     check_output_file(args.out)
     images = load_engine_images(args.data, args.split, pseudo_captions=args.pseudo_captions)

@@ -1,35 +1,18 @@
 """``findvl eval SUB``: score prediction files in standard formats (see docs/formats.md).
 
 Each subcommand prints a table, or exactly one JSON object on stdout with ``--json``.
-Metric values are percentages; progress bars go to stderr.
+Metric values are percentages; progress bars go to stderr. Nothing here runs a model: scores that
+need one (interactive clicks) come from ``findvl evaluate RUN --tasks interactive``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
-
-def format_value(value: Any) -> str:
-    """A table cell: floats with two decimals, ``None`` (undefined) as ``-``."""
-    if value is None:
-        return "-"
-    return f"{value:.2f}" if isinstance(value, float) else str(value)
-
-
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """Plain aligned text table; the first column is left-aligned, the others right-aligned."""
-    cells = [list(headers)] + [[format_value(v) for v in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = []
-    for n, row in enumerate(cells):
-        parts = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
-        lines.append("  ".join(parts).rstrip())
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+from findvl.tables import format_table
 
 
 def _emit(args: argparse.Namespace, result: Any, table: Callable[[], str]) -> int:
@@ -38,7 +21,7 @@ def _emit(args: argparse.Namespace, result: Any, table: Callable[[], str]) -> in
 
 
 def _run_instances(args: argparse.Namespace) -> int:
-    from findvl.eval.instances import evaluate_instances
+    from findvl.metrics.instances import evaluate_instances
 
     result = evaluate_instances(args.gt, args.pred)
     keys = ("AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -55,7 +38,7 @@ def _run_instances(args: argparse.Namespace) -> int:
 
 
 def _run_panoptic(args: argparse.Namespace) -> int:
-    from findvl.eval.panoptic import evaluate_panoptic
+    from findvl.metrics.panoptic import evaluate_panoptic
 
     result = evaluate_panoptic(
         args.gt_json, args.gt_dir, args.pred_json, args.pred_dir, workers=args.workers
@@ -76,7 +59,7 @@ def _run_panoptic(args: argparse.Namespace) -> int:
 
 
 def _run_semantic(args: argparse.Namespace) -> int:
-    from findvl.eval.semantic import evaluate_semantic
+    from findvl.metrics.semantic import evaluate_semantic
 
     result = evaluate_semantic(
         args.gt_dir, args.pred_dir, ignore=args.ignore, num_classes=args.num_classes
@@ -104,7 +87,7 @@ def _run_semantic(args: argparse.Namespace) -> int:
 
 
 def _run_grounding(args: argparse.Namespace) -> int:
-    from findvl.eval.grounding import evaluate_grounding
+    from findvl.metrics.grounding import evaluate_grounding
 
     result = evaluate_grounding(args.gt, args.pred)
 
@@ -127,7 +110,7 @@ def _run_grounding(args: argparse.Namespace) -> int:
 
 
 def _run_retrieval(args: argparse.Namespace) -> int:
-    from findvl.eval.retrieval import evaluate_retrieval
+    from findvl.metrics.retrieval import evaluate_retrieval
 
     result = evaluate_retrieval(args.scores, args.gt, text_retrieval=not args.no_text_retrieval)
 
@@ -139,25 +122,6 @@ def _run_retrieval(args: argparse.Namespace) -> int:
         )
 
     return _emit(args, result, table)
-
-
-def _run_interactive(args: argparse.Namespace) -> int:
-    from findvl.cli.evaluate import evaluate_args
-
-    result = evaluate_args(args, ("interactive",))["interactive"]
-    if args.json:
-        print(json.dumps(result))
-    else:
-        keys = list(result)
-        print(format_table(keys, [[result[k] for k in keys]]))
-    return 0
-
-
-def _add_interactive(parser: argparse.ArgumentParser) -> None:
-    from findvl.cli.evaluate import add_run_arguments
-
-    add_run_arguments(parser)
-    parser.set_defaults(func=_run_interactive)
 
 
 def _add_instances(parser: argparse.ArgumentParser) -> None:
@@ -214,10 +178,6 @@ SUBCOMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], str]] = 
     "semantic": (_add_semantic, "mIoU, fwIoU and accuracies on label PNG folders"),
     "grounding": (_add_grounding, "cIoU, mIoU, P@t for grounded or interleaved segmentation"),
     "retrieval": (_add_retrieval, "IR@K / TR@K from a score matrix"),
-    "interactive": (
-        _add_interactive,
-        "run a checkpoint with simulated clicks: mIoU@1/3/5, NoC@85/90",
-    ),
 }
 
 

@@ -25,7 +25,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments shared by ``findvl evaluate`` and ``findvl eval interactive``."""
+    """Arguments of ``findvl evaluate`` that say which run, split and seed."""
     parser.add_argument("checkpoint", type=Path, help="run directory or checkpoint directory")
     parser.add_argument("--data", type=Path, required=True, help="dataset root")
     parser.add_argument("--split", default="val")

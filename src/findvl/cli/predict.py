@@ -66,7 +66,7 @@ def register_click(parser: argparse.ArgumentParser) -> None:
 def _load(args):
     import torch
 
-    from findvl.data.training import load_rgb
+    from findvl.images import read_image
     from findvl.predictor import FindPredictor
     from findvl.runs import load_run
 
@@ -75,7 +75,7 @@ def _load(args):
     check_device(args.device)
     prefix = args.out or args.image.with_suffix("")
     check_output_file(Path(f"{prefix}.{args.func.__name__[4:]}.json"))
-    image = load_rgb(args.image)
+    image = read_image(args.image)
     run = load_run(args.checkpoint, device=args.device, **encoder_paths(args))
     predictor = FindPredictor(run.model)
     predictor.set_image(torch.from_numpy(image.copy()).permute(2, 0, 1))
@@ -84,7 +84,7 @@ def _load(args):
 
 def _write(args, image, masks, labels, extra_clicks=None) -> None:
     from findvl import viz
-    from findvl.eval.io import rle_to_json
+    from findvl.metrics.io import rle_to_json
 
     prefix = args.out or args.image.with_suffix("")
     picture = viz.overlay(image, masks, labels=labels)

@@ -35,6 +35,13 @@ def register(parser: argparse.ArgumentParser) -> None:
     budget.add_argument(
         "--minutes", type=float, default=None, help="wall-clock budget instead of a step count"
     )
+    parser.add_argument(
+        "--vision",
+        choices=("regnet", "convnext", "vit"),
+        default="regnet",
+        help="image tower: a RegNet (default; its stem and stages are FIND's levels), a "
+        "ConvNeXt, or a CLIP ViT (one grid, FIND adds a pyramid)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument(
         "--batch-size", type=positive_int, default=None, help="images per step (default 32)"
@@ -73,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     cfg = PretrainConfig()
+    if args.vision != cfg.vision.kind:
+        cfg.vision = _tower_defaults(args.vision)
     cfg.optim.seed = args.seed
     if args.minutes is not None:
         cfg.optim.steps, cfg.optim.minutes = None, args.minutes
@@ -107,3 +116,12 @@ def run(args: argparse.Namespace) -> int:
         summary[f"{report.eval_split}_dense_acc"] = round(report.metrics.dense.all_patches, 2)
     print(json.dumps(summary))
     return 0
+
+
+def _tower_defaults(kind: str):
+    """The image tower of ``kind`` at the sizes its ``VisionTowerConfig`` documents."""
+    from findvl.pretrain.config import VisionTowerConfig
+
+    if kind == "vit":
+        return VisionTowerConfig(kind="vit", patch_size=4)
+    return VisionTowerConfig(kind="convnext", hidden_sizes=(32, 48, 64, 96), depths=(1, 1, 2, 1))

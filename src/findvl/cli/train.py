@@ -7,14 +7,16 @@ import json
 from pathlib import Path
 
 from findvl.cli.checks import check_device, check_output_dir, positive_float, positive_int
+from findvl.presets import PRESETS
 
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--preset",
         default="find_tiny",
-        help="model preset (find_tiny, find_synth, find_sam_llama, find_dinov2_clip, or a "
-        "released architecture: find_focalt, find_focalt_unicl, ..., see docs/checkpoints.md)",
+        choices=list(PRESETS),
+        metavar="NAME",
+        help=f"model preset: {', '.join(PRESETS)} (released ones: see docs/checkpoints.md)",
     )
     parser.add_argument("--data", type=Path, required=True, help="dataset root")
     parser.add_argument("--split", default="train")
@@ -40,7 +42,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from findvl.data.dataset import load_dataset
+    from findvl.data.readers.dataset import load_dataset
     from findvl.train import distributed as dist
     from findvl.train.config import train_config
     from findvl.train.trainer import Trainer

@@ -1,14 +1,17 @@
 """``findvl convert``: a released checkpoint -> a findvl run directory.
 
-The run directory holds one checkpoint (``step_00000000``) in the training format, so
-``findvl segment|ground|click|evaluate --checkpoint RUN`` load it like any trained run. Its
-config is the released preset; its vocabulary is COCO panoptic (the released models' training
-vocabulary). The run names its text-tower directory relative to itself, as runs must:
+The run directory holds one checkpoint (``step_00000000``) in the training format, a model
+file (:mod:`findvl.model_file`), so ``findvl segment|ground|click|evaluate --checkpoint RUN``
+load it like any trained run. Its config is the released preset; its vocabulary is COCO
+panoptic (the released models' training vocabulary). Every converted weight is inside,
+the frozen official backbone and pixel decoder included: the ``.pt`` is not needed afterwards,
+and the run copied to another machine runs there. The run names its text-tower directory
+relative to itself, as runs must:
 
-* UniCL: the tokenizer files are copied to ``RUN/tokenizer`` (a few MB);
+* UniCL: the tower's weights are inside; the tokenizer files are copied to ``RUN/tokenizer``;
 * LLaMA: ``RUN/language`` is a symbolic link to the ``--language`` directory; the model is not
-  copied (``language.*`` is a skipped prefix of the checkpoint). Move the run with the link, or
-  give ``--language-path`` when loading it.
+  copied (it is the model file's foundation model, kept by path and the SHA-256 of its weight
+  files). Move the run with the link, or give ``--language-path`` when loading it.
 """
 
 from __future__ import annotations
@@ -95,6 +98,9 @@ def build_for_conversion(config: ModelConfig):
     if config.language.kind == "hf":
         stand_in = LanguageConfig(kind="tiny", dim=_language_width(config.language))
         config = dataclasses.replace(config, language=stand_in)
+        model = build_model(config)
+        model.language.requires_grad_(False)  # frozen, as the LLaMA it stands in for
+        return model
     return build_model(config)
 
 
@@ -152,7 +158,9 @@ def convert_checkpoint(
         step=0,
         model=model,
         config=state,
-        skip_prefixes=("language.",) if external else (),
         keep_last=None,
+        model_config=saved_config,
+        vocabulary=state["vocabulary"],
+        base=out,
     )
     return ConvertResult(out, saved, preset, len(conversion.renamed), conversion.ignored)

@@ -8,28 +8,17 @@ example, derived from ``(seed, step, index)``, so a resumed run sees the same ex
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from findvl.data.dataset import Sample
 from findvl.data.prompts import sample_random_prompt
+from findvl.data.readers.dataset import Sample
 from findvl.images import read_image
 
 _LEFT_RIGHT = re.compile(r"\b(left|right)\b")
-
-
-@dataclass
-class Targets:
-    """Targets of one targeted task: the text (or prompt) of each target and its segment.
-
-    Attributes:
-        segments: index into :attr:`TrainExample.masks` of each target.
-    """
-
-    segments: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -80,11 +69,6 @@ class ExampleConfig:
     scale_range: tuple[float, float] = (1.0, 1.0)  # resize-scale jitter, then crop to size
 
 
-def load_rgb(path) -> np.ndarray:
-    """``HxWx3`` uint8 (see :mod:`findvl.images`); a clear error naming the file."""
-    return read_image(path)
-
-
 def _swap_left_right(text: str) -> str:
     return _LEFT_RIGHT.sub(lambda m: "right" if m.group(1) == "left" else "left", text)
 
@@ -122,7 +106,7 @@ def make_example(
         class_names: class index -> name (used when the image has no referring expressions).
         rng: the example's random generator.
     """
-    image = load_rgb(sample.image_path)
+    image = read_image(sample.image_path)
     segments = [s for s in sample.panoptic.segments if not s.iscrowd]
     masks = sample.panoptic.load_masks()
     keep = [i for i, s in enumerate(sample.panoptic.segments) if not s.iscrowd]

@@ -56,7 +56,7 @@ def load_examples(root: Path | None, *, limit: int = 8, split: str = "val") -> E
 
 def synthesise_examples(count: int = 6, size: int = 96, seed: int = 1) -> Examples:
     """A few synthetic val images in a fresh temporary folder (removed at exit)."""
-    from findvl.data.synth import SynthConfig, write_synth
+    from findvl.data.synth.write import SynthConfig, write_synth
 
     folder = Path(tempfile.mkdtemp(prefix="findvl-demo-examples-"))
     atexit.register(shutil.rmtree, folder, True)

@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 
 from findvl import viz
-from findvl.eval.io import rle_to_json
+from findvl.metrics.io import rle_to_json
 
 
 def bbox_xywh(mask: np.ndarray) -> list[float]:

@@ -26,8 +26,8 @@ def make_service(
         if not (Path(data) / "images" / "val").is_dir():
             raise FileNotFoundError(f"--data: no val images under {data} (expected images/val)")
         examples = load_examples(Path(data))
-    elif run.config.data.root and Path(run.config.data.root).is_dir():
-        examples = load_examples(Path(run.config.data.root))
+    elif run.data_root and Path(run.data_root).is_dir():
+        examples = load_examples(Path(run.data_root))
     if not examples.images:
         examples = synthesise_examples()
     service = DemoService(

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from findvl.encoders.hf_hierarchical import HierarchicalAdapter
 from findvl.encoders.hf_language import (
     CausalLMEncoder,
     ClipTextEncoder,
@@ -38,7 +39,10 @@ VISION_TYPES = (
     "dinov2_with_registers",
     "clip",
     "clip_vision_model",
+    "regnet",
+    "convnext",
 )
+HIERARCHICAL_TYPES = ("regnet", "convnext")
 CLIP_TEXT_TYPES = ("clip", "clip_text_model")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # CLIP's published pixel statistics on the 0..255 scale (used when the directory has none)
@@ -75,22 +79,30 @@ def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
 
 @contextlib.contextmanager
 def offline_quiet() -> Iterator[None]:
-    """Force the hub offline; silence transformers' load-time warnings and progress bars.
+    """Force the hub offline and silence transformers' load-time warnings and progress bars,
+    for the load only (``HF_HUB_OFFLINE`` and the logging settings are restored on exit).
 
     The warnings would list the weights of the decoder layers deliberately left out.
     """
+    offline = os.environ.get("HF_HUB_OFFLINE")
     os.environ["HF_HUB_OFFLINE"] = "1"
-    from transformers.utils import logging
-
-    level, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()
     try:
-        yield
-    finally:
-        logging.set_verbosity(level)
-        if bars:
-            logging.enable_progress_bar()
+        from transformers.utils import logging
+
+        level, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
+        logging.set_verbosity_error()
+        logging.disable_progress_bar()
+        try:
+            yield
+        finally:
+            logging.set_verbosity(level)
+            if bars:
+                logging.enable_progress_bar()
+    finally:  # the caller's environment is left as it was
+        if offline is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = offline
 
 
 def model_identity(directory: Path, config: dict) -> str:
@@ -124,8 +136,10 @@ def load_vision_encoder(
     dtype: str | torch.dtype = "fp32",
     grid_stride: int = 16,
     finest_stride: int = 4,
-) -> FrozenViTEncoder:
-    """Load SAM / DINOv2 / CLIP vision weights from ``path`` as a frozen pyramid encoder.
+) -> FrozenViTEncoder | HierarchicalAdapter:
+    """Load SAM / DINOv2 / CLIP vision weights from ``path`` as a frozen pyramid encoder, or
+    a hierarchical RegNet / ConvNeXt as a frozen multi-level encoder (its own maps are the
+    levels; ``out_channels``, ``grid_stride`` and ``finest_stride`` do not apply).
 
     Args:
         path: local directory with ``config.json`` and weights (a full ``SamModel`` or
@@ -148,6 +162,12 @@ def load_vision_encoder(
     with offline_quiet():
         import transformers
 
+        if model_type in HIERARCHICAL_TYPES:
+            backbone = transformers.AutoModel.from_pretrained(directory, **kwargs)
+            norm = image_norm_for(
+                directory, family="imagenet", longest_side=longest_side or DEFAULT_LONGEST_SIDE
+            )
+            return HierarchicalAdapter(backbone=backbone, norm=norm, model_type=model_type)
         if model_type.startswith("sam"):
             backbone = transformers.SamVisionModel.from_pretrained(
                 directory, **kwargs

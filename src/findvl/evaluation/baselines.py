@@ -20,11 +20,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from findvl.data.dataset import Sample
+from findvl.data.readers.dataset import Sample
 from findvl.encoders.preprocess import preprocess_images
-from findvl.eval.retrieval import retrieval_metrics
 from findvl.evaluation.batching import TokenCounts
 from findvl.evaluation.common import SegmentMasks, interleaved_query, load_image, seed_for
+from findvl.metrics.retrieval import retrieval_metrics
 
 
 def _orthogonal(rows: int, cols: int, seed: int) -> torch.Tensor:

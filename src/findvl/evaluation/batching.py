@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from findvl.data.dataset import Sample
+from findvl.data.readers.dataset import Sample
 from findvl.encoders.preprocess import preprocess_images
 from findvl.model.find import ImageFeatures
 from findvl.model.outputs import FindOutput

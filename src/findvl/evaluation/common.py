@@ -10,39 +10,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from findvl.data.coco import PanopticImage
-from findvl.data.dataset import Sample
-from findvl.data.findbench import EntityCaption
-from findvl.images import read_image
+from findvl.data.readers.coco import PanopticImage
+from findvl.data.readers.dataset import Sample
+from findvl.data.readers.findbench import EntityCaption
+from findvl.images import read_image_tensor
 from findvl.model.requests import (
     Entity,
     InterleavedText,
     VisualPrompt,
     VisualReference,
 )
-from findvl.postprocess import to_original
 
 #: Probability that an entity with a reference is given as a visual reference (FIND-Bench eval).
 VISUAL_PROBABILITY = 0.5
-
-
-@dataclass(frozen=True)
-class Vocabulary:
-    """Class vocabulary of the evaluated model, tied to the dataset's categories.
-
-    Attributes:
-        names: class index -> name (the generic-segmentation vocabulary).
-        isthing: class index -> thing (True) or stuff (False).
-        category_ids: class index -> dataset category id (None: not in the dataset).
-    """
-
-    names: list[str]
-    isthing: list[bool]
-    category_ids: list[int | None]
-
-    def class_of_category(self) -> dict[int, int]:
-        """Dataset category id -> class index."""
-        return {c: i for i, c in enumerate(self.category_ids) if c is not None}
 
 
 def seed_for(seed: int, *keys: int) -> int:
@@ -61,7 +41,7 @@ def load_image(sample: Sample) -> torch.Tensor:
     path = sample.image_path
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such image (image_id {sample.image_id})")
-    return torch.from_numpy(read_image(path)).permute(2, 0, 1)
+    return read_image_tensor(path)
 
 
 @contextmanager
@@ -104,9 +84,7 @@ def rounds(counts: Sequence[int]) -> list[list[int | None]]:
 
 def masks_on_original(masks: torch.Tensor, out, b: int) -> np.ndarray:
     """``[T,h,w]`` canvas logits of image ``b`` -> ``[T,H0,W0]`` bool masks (logit > 0)."""
-    logits = to_original(
-        masks, input_size=out.input_sizes[b], canvas=out.canvas, original_size=out.original_sizes[b]
-    )
+    logits = out.to_original(masks, b)
     return (logits > 0).cpu().numpy()
 
 
@@ -171,6 +149,49 @@ def interleaved_query(
                 continue
         entities.append(Entity(span.start, span.end))
     return InterleavedQuery(InterleavedText(caption.sentence, entities), segment_ids, refs)
+
+
+@dataclass(frozen=True)
+class VisualQuery:
+    """An entity caption with exactly one entity given as a visual reference.
+
+    Attributes:
+        text: the interleaved text; entity ``entity`` carries the reference, the others are text.
+        entity: index of the visual entity in ``text.entities`` (and in the caption's spans).
+        image_id: the referenced image.
+        image: ``[3,H,W]`` uint8 pixels of the referenced image.
+        mask: ``[H,W]`` bool, the referenced segment (never empty).
+    """
+
+    text: InterleavedText
+    entity: int
+    image_id: int
+    image: torch.Tensor
+    mask: np.ndarray
+
+
+def visual_query(
+    caption: EntityCaption, by_id: dict[int, Sample], segments: SegmentMasks
+) -> VisualQuery | None:
+    """The caption with its first usable reference as a visual entity (None: it has none).
+
+    A reference is usable when its image is in ``by_id`` and its segment is not empty.
+    """
+    for j, span in enumerate(caption.spans):
+        ref = span.reference
+        if ref is None or ref.image_id not in by_id:
+            continue
+        mask = segments.of(by_id[ref.image_id].panoptic).get(ref.annotation_id)
+        if mask is None or not mask.any():
+            continue
+        image = load_image(by_id[ref.image_id])
+        visual = VisualReference(image, VisualPrompt(torch.from_numpy(mask)))
+        entities = [
+            Entity(s.start, s.end, visual if k == j else None) for k, s in enumerate(caption.spans)
+        ]
+        text = InterleavedText(caption.sentence, entities)
+        return VisualQuery(text, j, ref.image_id, image, mask)
+    return None
 
 
 def output_dir(path: str | Path) -> Path:

@@ -2,7 +2,7 @@
 
 Predictions are written in the standard formats (COCO panoptic JSON + PNGs, COCO results JSON,
 label PNGs) together with ground truth derived from the panoptic annotation of the evaluated
-images, then scored by :mod:`findvl.eval`; ``findvl eval panoptic|instances|semantic`` on the
+images, then scored by :mod:`findvl.metrics`; ``findvl eval panoptic|instances|semantic`` on the
 same files gives the same numbers. Instance ground truth = the non-crowd thing segments of the
 panoptic annotation (crowd ones as ``iscrowd``), so ``--limit`` evaluates exactly the images run.
 """
@@ -16,21 +16,21 @@ import numpy as np
 import torch
 from PIL import Image
 
-from findvl.data.dataset import Sample
-from findvl.data.jsonio import atomic_write_json
-from findvl.eval.instances import evaluate_instances
-from findvl.eval.io import rle_to_json
-from findvl.eval.panoptic import evaluate_panoptic
-from findvl.eval.semantic import evaluate_semantic
+from findvl.data.readers.dataset import Sample
+from findvl.data.readers.vocabulary import Vocabulary
 from findvl.evaluation.batching import Chunk, Unit, run_units
-from findvl.evaluation.common import Vocabulary, generator, output_dir
+from findvl.evaluation.common import generator, output_dir
+from findvl.jsonio import atomic_write_json
+from findvl.metrics.instances import evaluate_instances
+from findvl.metrics.io import rle_to_json
+from findvl.metrics.panoptic import evaluate_panoptic
+from findvl.metrics.semantic import evaluate_semantic
 from findvl.model.requests import GenericSegmentation
 from findvl.panoptic_ids import id2rgb
 from findvl.postprocess import (
     instance_inference,
     panoptic_inference,
     semantic_inference,
-    to_original,
 )
 
 IGNORE = 255  # semantic label of unlabeled pixels
@@ -136,7 +136,7 @@ class GenericWriter:
         Image.fromarray(pred.semantic.astype(np.uint8)).save(self.root / "semantic_pred" / name)
 
     def _add_semantic_gt(self, sample: Sample, segment_masks: np.ndarray, name: str) -> None:
-        class_of = self.vocab.class_of_category()
+        class_of = self.vocab.index
         labels = np.full((sample.panoptic.height, sample.panoptic.width), IGNORE, np.uint8)
         for seg, mask in zip(sample.panoptic.segments, segment_masks, strict=True):
             if not seg.iscrowd and seg.category_id in class_of:
@@ -195,12 +195,6 @@ def _segment_json(sid, category_id, iscrowd, area, bbox=None) -> dict:
     return record
 
 
-def predict_generic(model, features, vocab: Vocabulary, generator) -> list[ImagePrediction]:
-    """One generic-segmentation forward on encoded images -> per-image predictions."""
-    out = model(features, [GenericSegmentation(list(vocab.names))], generator=generator)
-    return image_predictions(out, vocab, range(out.generic_segmentation.final.logits.shape[0]))
-
-
 def run_generic(model, chunk: Chunk, vocab: Vocabulary, writer: GenericWriter, seed: int) -> None:
     """Generic segmentation of every image of ``chunk`` (few shared forwards); add to ``writer``.
 
@@ -234,12 +228,7 @@ def image_predictions(out, vocab: Vocabulary, rows) -> list[ImagePrediction]:
     final = out.generic_segmentation.final
     preds = []
     for b in rows:
-        masks = to_original(
-            final.masks[b],
-            input_size=out.input_sizes[b],
-            canvas=out.canvas,
-            original_size=out.original_sizes[b],
-        )
+        masks = out.to_original(final.masks[b], b)
         pan = panoptic_inference(final.logits[b], masks, isthing=vocab.isthing)
         inst = instance_inference(final.logits[b], masks, keep_classes=vocab.isthing)
         sem = semantic_inference(final.logits[b], masks)
@@ -259,7 +248,7 @@ def image_predictions(out, vocab: Vocabulary, rows) -> list[ImagePrediction]:
 
 def perfect_prediction(sample: Sample, segment_masks: np.ndarray, vocab: Vocabulary):
     """The ground truth as an :class:`ImagePrediction` (sanity checks of the writers)."""
-    class_of = vocab.class_of_category()
+    class_of = vocab.index
     pan = sample.panoptic
     shape = (pan.height, pan.width)
     ids = np.zeros(shape, np.int64)

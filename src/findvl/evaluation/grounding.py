@@ -4,7 +4,7 @@ Each ref is evaluated with its **first** sentence (as the official evaluator doe
 an image go in one forward (one per batch; batches whose phrases pad alike share forwards).
 Ground truth and predictions are written as grounding JSON
 (``{"image_id", "entity_id", "segmentation"}`` with COCO RLE) and scored by
-:func:`findvl.eval.grounding.evaluate_grounding`, so ``findvl eval grounding`` gives the same.
+:func:`findvl.metrics.grounding.evaluate_grounding`, so ``findvl eval grounding`` gives the same.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from findvl.data.dataset import Sample
-from findvl.data.jsonio import atomic_write_json
-from findvl.eval.grounding import evaluate_grounding
-from findvl.eval.io import rle_to_json
+from findvl.data.readers.dataset import Sample
 from findvl.evaluation.batching import Chunk, TokenCounts, Unit, run_units
 from findvl.evaluation.common import SegmentMasks, generator, masks_on_original
+from findvl.jsonio import atomic_write_json
+from findvl.metrics.grounding import evaluate_grounding
+from findvl.metrics.io import rle_to_json
 from findvl.model.requests import GroundedSegmentation
 
 #: Stands in for images without refs in a batch; its outputs are discarded.

@@ -23,13 +23,12 @@ import numpy as np
 import torch
 
 from findvl.data.clicks import clicks_to_masks, next_click
-from findvl.data.dataset import Sample
-from findvl.eval.interactive import interactive_metrics
+from findvl.data.readers.dataset import Sample
 from findvl.evaluation.batching import Chunk, EncodedBatch, Unit, run_units
 from findvl.evaluation.common import SegmentMasks, generator, rounds, seed_for
 from findvl.evaluation.prompts import DrawnPrompt, predraw
+from findvl.metrics.interactive import interactive_metrics
 from findvl.model.requests import InteractiveSegmentation, VisualPrompt
-from findvl.postprocess import to_original
 
 STOP_IOU = 0.9
 TASK_KEY = 6  # generator key of the task (see the runner)
@@ -198,11 +197,6 @@ def _record(out, parts) -> list[None]:
             if row.session is None:
                 continue
             b = offset + j
-            logits = to_original(
-                best[b, :1],
-                input_size=out.input_sizes[b],
-                canvas=out.canvas,
-                original_size=out.original_sizes[b],
-            )[0]
+            logits = out.to_original(best[b, :1], b)[0]
             row.session.record(logits.float().cpu())
     return [None] * len(parts)

@@ -25,8 +25,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from findvl.data.dataset import Sample
-from findvl.eval.retrieval import retrieval_metrics
+from findvl.data.readers.dataset import Sample
 from findvl.evaluation.batching import (
     Chunk,
     ImageCanvas,
@@ -46,6 +45,7 @@ from findvl.evaluation.common import (
 from findvl.evaluation.grounding import GroundingWriter
 from findvl.evaluation.prompts import predraw
 from findvl.index import FindIndex, QueryEmbedding
+from findvl.metrics.retrieval import retrieval_metrics
 from findvl.model.requests import (
     Entity,
     InterleavedText,

@@ -4,7 +4,7 @@ segmentation / retrieval with the baselines (Table 4)."""
 
 from __future__ import annotations
 
-from findvl.cli.eval import format_table
+from findvl.tables import format_table
 
 # (section title, [(row label, result key path)], columns)
 _SECTIONS = (

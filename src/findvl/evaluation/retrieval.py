@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from findvl.data.jsonio import atomic_write_json
-from findvl.eval.retrieval import evaluate_retrieval
 from findvl.evaluation.batching import Chunk, TokenCounts, Unit, run_units
 from findvl.evaluation.common import generator, rounds
 from findvl.index import FindIndex
+from findvl.jsonio import atomic_write_json
+from findvl.metrics.retrieval import evaluate_retrieval
 from findvl.model.requests import ImageTextRetrieval
 
 PLACEHOLDER_CAPTION = "a photo"

@@ -17,11 +17,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from findvl.data.dataset import DatasetPaths, Sample, load_dataset
-from findvl.data.jsonio import load_json
+from findvl.data.readers.dataset import Sample, load_dataset
+from findvl.data.readers.vocabulary import dataset_categories, vocabulary_of
 from findvl.evaluation.baselines import EmbeddingAverage
 from findvl.evaluation.batching import Chunk, ImageCanvas, TokenCounts, chunks
-from findvl.evaluation.common import SegmentMasks, Vocabulary, batches, load_image, torch_threads
+from findvl.evaluation.common import SegmentMasks, batches, load_image, torch_threads
 from findvl.evaluation.generic import GenericWriter, gt_panoptic_dir, run_generic
 from findvl.evaluation.grounding import GroundingWriter, run_refs
 from findvl.evaluation.interactive import InteractiveTask
@@ -61,28 +61,6 @@ class EvalSettings:
     progress: bool = True
     forward_pixels: int = FORWARD_PIXELS
     threads: int | None = None
-
-
-def dataset_vocabulary(
-    root: str | Path, split: str, class_names: list[str] | None, isthing: list[bool] | None
-) -> tuple[Vocabulary, list[dict]]:
-    """The model's vocabulary tied to the split's categories by name; and the raw categories.
-
-    Without ``class_names`` the split's categories (sorted by id) are the vocabulary.
-    """
-    paths = DatasetPaths.standard(root, split)
-    categories = load_json(paths.panoptic_json).get("categories", [])
-    by_name = {c["name"]: c for c in categories}
-    if not class_names:
-        cats = sorted(categories, key=lambda c: c["id"])
-        names = [c["name"] for c in cats]
-        return Vocabulary(
-            names, [bool(c.get("isthing", 1)) for c in cats], [c["id"] for c in cats]
-        ), categories
-    if isthing is None or len(isthing) != len(class_names):
-        isthing = [bool(by_name.get(n, {}).get("isthing", 1)) for n in class_names]
-    ids = [by_name[n]["id"] if n in by_name else None for n in class_names]
-    return Vocabulary(list(class_names), list(isthing), ids), categories
 
 
 def _check_tasks(tasks) -> tuple[str, ...]:
@@ -136,7 +114,8 @@ def evaluate_run(
     samples = load_dataset(root, split)[: limit if limit is not None else None]
     if not samples:
         raise ValueError(f"{root}: split {split!r} has no images to evaluate")
-    vocab, categories = dataset_vocabulary(root, split, class_names, isthing)
+    categories = dataset_categories(root, split)
+    vocab = vocabulary_of(categories, class_names, isthing)
     model.eval()
     with torch_threads(threads):
         if out_dir is None:

@@ -18,8 +18,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from findvl.images import read_image_tensor
 from findvl.index.backends import AnnSettings
-from findvl.index.embed import embed_images, list_images, load_image
+from findvl.index.embed import embed_images, list_images
 from findvl.index.find_index import FindIndex
 from findvl.index.manifest import MANIFEST, ModelFingerprint
 
@@ -102,7 +103,7 @@ def embed_batches(
             tensors, ids, skipped = [], [], []
             for rel in paths:
                 try:
-                    tensors.append(load_image(images_dir / rel))
+                    tensors.append(read_image_tensor(images_dir / rel))
                     ids.append(rel)
                 except (OSError, ValueError) as error:
                     skipped.append({"path": rel, "error": str(error)})

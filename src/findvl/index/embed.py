@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from findvl.images import read_image_tensor
 from findvl.index.scoring import QueryEmbedding
 from findvl.model.requests import (
     ImageTextRetrieval,
@@ -42,13 +43,6 @@ def list_images(root: str | Path) -> list[str]:
         if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir()
     ]
     return sorted(found)
-
-
-def load_image(path: str | Path) -> torch.Tensor:
-    """``[3,H,W]`` uint8 RGB of an image file; ``ValueError`` naming it when unreadable."""
-    from findvl.images import read_image
-
-    return torch.from_numpy(read_image(path)).permute(2, 0, 1).contiguous()
 
 
 @torch.no_grad()
@@ -106,7 +100,7 @@ def parse_ref(spec: str) -> tuple[int, VisualReference, Path]:
     image_path = Path(image_part)
     if not image_path.is_file():
         raise FileNotFoundError(f"{where}: no image file at {image_path}")
-    image = load_image(image_path)
+    image = read_image_tensor(image_path)
     size = (int(image.shape[1]), int(image.shape[2]))
     if region is None:
         positive = torch.ones(size, dtype=torch.bool)
@@ -120,7 +114,7 @@ def parse_ref(spec: str) -> tuple[int, VisualReference, Path]:
         mask_path = Path(region)
         if not mask_path.is_file():
             raise FileNotFoundError(f"{where}: no mask file at {mask_path}")
-        mask = load_image(mask_path).amax(0) > 0
+        mask = read_image_tensor(mask_path).amax(0) > 0
         if tuple(mask.shape) != size:
             raise ValueError(f"{where}: mask {tuple(mask.shape)} differs from the image {size}")
         if not mask.any():
@@ -129,7 +123,7 @@ def parse_ref(spec: str) -> tuple[int, VisualReference, Path]:
     return int(ident), VisualReference(image, VisualPrompt(positive)), image_path
 
 
-def interleaved_query(text: str, refs: Mapping[int, VisualReference] | None) -> InterleavedText:
+def query_from_markup(text: str, refs: Mapping[int, VisualReference] | None) -> InterleavedText:
     """Markup ``text`` with its visual references (``ValueError`` naming a bad markup or id)."""
     try:
         return InterleavedText.from_markup(text, refs)

@@ -242,11 +242,11 @@ class FindIndex:
         self, query: str, refs: Mapping[int, object] | None = None, *, seed: int = 0
     ) -> QueryEmbedding:
         """Markup ``query`` (+ visual references by entity id) -> :class:`QueryEmbedding`."""
-        from findvl.index.embed import embed_query, interleaved_query
+        from findvl.index.embed import embed_query, query_from_markup
 
         if self.model is None:
             raise ValueError("search: the index has no model to embed the query (model=...)")
-        return embed_query(self.model, interleaved_query(query, refs), seed=seed)
+        return embed_query(self.model, query_from_markup(query, refs), seed=seed)
 
     def search(
         self,

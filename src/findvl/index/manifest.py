@@ -51,7 +51,7 @@ class ModelFingerprint:
     @classmethod
     def of_run(cls, loaded) -> ModelFingerprint:
         """Fingerprint of a :class:`findvl.runs.LoadedRun` (config + checkpoint weights file)."""
-        model_config = loaded.config.model
+        model_config = loaded.config
         return cls(
             preset=model_config.preset,
             config_hash=config_hash(model_config.to_dict()),

@@ -20,7 +20,7 @@ from PIL import Image
 from findvl.index.embed import embed_images, embed_query
 from findvl.index.find_index import FindIndex, SearchHit
 from findvl.index.manifest import ModelFingerprint
-from findvl.model.requests import Entity, InterleavedText, VisualPrompt, VisualReference
+from findvl.model.requests import InterleavedText
 
 TILE = 128
 RIGHT, WRONG = (40, 170, 60), (190, 190, 190)
@@ -37,27 +37,6 @@ class SearchExample:
     hits: list[SearchHit]
     rank: int | None
     picture: Path
-
-
-def _visual_query(caption, by_id, segments) -> tuple[InterleavedText, str, np.ndarray] | None:
-    """The caption with its first usable reference as a visual entity (None: it has none)."""
-    from findvl.evaluation.common import load_image
-
-    for j, span in enumerate(caption.spans):
-        ref = span.reference
-        if ref is None or ref.image_id not in by_id:
-            continue
-        mask = segments.of(by_id[ref.image_id].panoptic).get(ref.annotation_id)
-        if mask is None or not mask.any():
-            continue
-        image = load_image(by_id[ref.image_id])
-        visual = VisualReference(image, VisualPrompt(torch.from_numpy(mask)))
-        entities = [
-            Entity(s.start, s.end, visual if k == j else None) for k, s in enumerate(caption.spans)
-        ]
-        crop = _crop(image, mask)
-        return InterleavedText(caption.sentence, entities), str(ref.image_id), crop
-    return None
 
 
 def _crop(image: torch.Tensor, mask: np.ndarray) -> np.ndarray:
@@ -98,7 +77,7 @@ def search_examples(
 ) -> list[SearchExample]:
     """Run and draw up to ``queries`` searches over ``samples`` (pictures in ``out_dir``)."""
     from findvl import viz
-    from findvl.evaluation.common import SegmentMasks, load_image
+    from findvl.evaluation.common import SegmentMasks, load_image, visual_query
 
     out_dir = Path(out_dir)
     by_id = {s.image_id: s for s in samples}
@@ -108,12 +87,12 @@ def search_examples(
         for caption in sample.entities:
             if len(examples) == queries:
                 return examples
-            found = _visual_query(caption, by_id, segments)
+            found = visual_query(caption, by_id, segments)
             if found is None:
                 continue
-            text, ref_id, crop = found
+            text, crop = found.text, _crop(found.image, found.mask)
             query = embed_query(model, text, seed=seed)
-            query.reference_ids = [ref_id]
+            query.reference_ids = [str(found.image_id)]
             hits = index.search_embedding(query, k)
             target = str(sample.image_id)
             rank = next((r for r, h in enumerate(hits, 1) if h.image == target), None)

@@ -2,7 +2,7 @@
 for the rerank.
 
 ``score(q, j) = cos(legend_q, image_j) + w * mean_e max_o cos(entity_{q,e}, object_{j,o})``
-(:func:`findvl.eval.interleave.interleave_scores`, the official evaluator's score). The first
+(:func:`findvl.metrics.interleave.interleave_scores`, the official evaluator's score). The first
 term alone is an inner product of normalised vectors, which an ANN index searches; the second
 needs the candidate's object embeddings and is computed for the top candidates only.
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from findvl.eval.interleave import interleave_scores
+from findvl.metrics.interleave import interleave_scores
 
 #: ``w``: weight of the entity-object term, as the official evaluator.
 ENTITY_WEIGHT = 0.5

@@ -1,23 +1,52 @@
-"""Interface predictions -> typed task outputs (similarities between queries and proposals)."""
+"""Interface predictions -> typed task outputs: the score functions and assemblies the task
+modules (:mod:`findvl.model.tasks`) share."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
-from findvl.model.interface import InterfaceOutput
 from findvl.model.outputs import (
+    ClassScores,
     EmbeddingPair,
     GenericSegmentationOutput,
     ProposalScores,
     RetrievalOutput,
     TargetedSegmentationOutput,
 )
+from findvl.model.sequence_types import InterfaceOutput, SlotPrediction
+from findvl.prototypes import IMAGE_QUERY, OBJECT_PROPOSALS
+
+#: ``score(proposals, queries)`` -> ``[B,T,N]``: how well each of N proposals answers each of T
+#: target queries (both predictions of one layer).
+ScoreFn = Callable[[SlotPrediction, SlotPrediction], torch.Tensor]
 
 
 def cosine_logits(queries: torch.Tensor, keys: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """``scale · cos``: ``queries [B,T,C]``, ``keys [B,N,C]`` -> ``[B,T,N]``."""
     return scale * F.normalize(queries, dim=-1) @ F.normalize(keys, dim=-1).transpose(-1, -2)
+
+
+def semantic_cosine(scale: torch.Tensor) -> ScoreFn:
+    """``scale · cos`` of the semantic embeddings."""
+    return lambda p, q: cosine_logits(q.semantic, p.semantic, scale)
+
+
+def semantic_dot(p: SlotPrediction, q: SlotPrediction) -> torch.Tensor:
+    """Raw dot products of the semantic embeddings."""
+    return q.semantic @ p.semantic.transpose(1, 2)
+
+
+def pixel_dot(p: SlotPrediction, q: SlotPrediction) -> torch.Tensor:
+    """Raw dot products of the pixel embeddings (the released weights' interactive scores)."""
+    return q.pixel @ p.pixel.transpose(1, 2)
+
+
+def pixel_cosine(scale: torch.Tensor) -> ScoreFn:
+    """``scale · cos`` of the pixel embeddings."""
+    return lambda p, q: cosine_logits(q.pixel, p.pixel, scale)
 
 
 def generic(
@@ -26,77 +55,37 @@ def generic(
     """Class logits ``[B,N,K+1]`` = ``scale · cos(object proposals, class embeddings)``."""
     layers = []
     for layer in out.layers:
-        obj = layer["p.object"]
+        obj = layer[OBJECT_PROPOSALS]
         logits = cosine_logits(
             obj.semantic, table[None].expand(obj.semantic.shape[0], -1, -1), scale
         )
-        layers.append(ProposalScores(obj.masks, logits))
+        layers.append(ClassScores(obj.masks, logits))
     return GenericSegmentationOutput(layers, list(classes), table)
-
-
-def _scores(p, q, space: str, scale: torch.Tensor) -> torch.Tensor:
-    if space == "semantic":
-        return cosine_logits(q.semantic, p.semantic, scale)
-    if space == "pixel":
-        return q.pixel @ p.pixel.transpose(1, 2)
-    return cosine_logits(q.pixel, p.pixel, scale)
 
 
 def targeted(
     out: InterfaceOutput,
-    task: str,
     proposals: str,
     queries: str,
-    valid: dict[str, torch.Tensor],
-    scale: torch.Tensor,
-    space: str,
+    valid: torch.Tensor,
+    score: ScoreFn,
+    is_visual: torch.Tensor | None = None,
 ) -> TargetedSegmentationOutput:
-    """Scores ``[B,T,N]`` of each target query against each proposal of the task's group.
-
-    ``space``: ``"semantic"`` (``scale·cos``), ``"pixel"`` (raw dot), ``"pixel-cosine"``.
-    """
-    pk, qk = f"{task}/{proposals}", f"{task}/{queries}"
+    """Scores ``[B,T,N]`` of each target query (slot ``queries``) against each proposal (slot
+    ``proposals``) at every layer; ``valid [B,T]`` marks real targets."""
     layers = [
-        ProposalScores(layer[pk].masks, _scores(layer[pk], layer[qk], space, scale))
+        ProposalScores(layer[proposals].masks, score(layer[proposals], layer[queries]))
         for layer in out.layers
     ]
-    return TargetedSegmentationOutput(layers, valid[qk], out.final[qk].semantic)
-
-
-def interleave(
-    out: InterfaceOutput,
-    valid: dict[str, torch.Tensor],
-    visual: list[list[bool]],
-    scale: torch.Tensor,
-    pixel_scores: str,
-) -> TargetedSegmentationOutput:
-    """Entity scores: visual entities in pixel space, text entities in semantic space."""
-    task = "interleave_segmentation"
-    pk, qk = f"{task}/p.entity", f"{task}/q.entity"
-    n = valid[qk].shape[1]
-    is_visual = torch.tensor(
-        [row + [False] * (n - len(row)) for row in visual],
-        dtype=torch.bool,
-        device=valid[qk].device,
-    )
-    layers = []
-    for layer in out.layers:
-        p, q = layer[pk], layer[qk]
-        if pixel_scores == "dot":
-            text = q.semantic @ p.semantic.transpose(1, 2)
-            vis = q.pixel @ p.pixel.transpose(1, 2)
-        else:
-            text = cosine_logits(q.semantic, p.semantic, scale)
-            vis = cosine_logits(q.pixel, p.pixel, scale)
-        layers.append(ProposalScores(p.masks, torch.where(is_visual[..., None], vis, text)))
-    return TargetedSegmentationOutput(layers, valid[qk], out.final[qk].semantic, is_visual)
+    return TargetedSegmentationOutput(layers, valid, out.final[queries].semantic, is_visual)
 
 
 def retrieval(out: InterfaceOutput, query_key: str) -> RetrievalOutput:
     """Image embedding (pooled image query) and query embedding per layer, ``[B,P]`` each."""
     layers = [
-        EmbeddingPair(layer["q.image"].semantic[:, 0], layer[query_key].semantic[:, 0])
+        EmbeddingPair(layer[IMAGE_QUERY].semantic[:, 0], layer[query_key].semantic[:, 0])
         for layer in out.layers
     ]
-    objects = out.final["p.object"].semantic if "p.object" in out.final else None
+    final = out.final
+    objects = final[OBJECT_PROPOSALS].semantic if OBJECT_PROPOSALS in final else None
     return RetrievalOutput(layers, objects)

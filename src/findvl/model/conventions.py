@@ -14,20 +14,17 @@ findvl's own presets keep pixel-centre points, one shared draw, bare class names
 
 from __future__ import annotations
 
-from findvl.config import ConventionsConfig
+import typing
+
+from findvl.config import OFFICIAL_CONVENTIONS, ClassPrompt, ConventionsConfig
 from findvl.model.sampler import CONVENTIONS
 
-CLASS_PROMPTS = ("name", "describe")
+CLASS_PROMPTS = typing.get_args(ClassPrompt)
 DESCRIBE_TEMPLATE = "Describe the concept of {}."
 STRIPPED_SUFFIXES = ("-other", "-merged", "-stuff")
 
 #: The conventions of the released FIND weights.
-OFFICIAL = ConventionsConfig(
-    point_convention="official",
-    points_per_level=True,
-    class_prompt="describe",
-    grounding_scale_cap=100.0,
-)
+OFFICIAL = OFFICIAL_CONVENTIONS
 
 
 def check_conventions(conventions: ConventionsConfig) -> ConventionsConfig:

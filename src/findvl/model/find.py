@@ -2,59 +2,34 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import typing
 
 import torch
 from torch import nn
 
-from findvl.config import ConventionsConfig
+from findvl.config import ConventionsConfig, PixelScores, Variant
 from findvl.encoders.language import LanguageEncoder, check_texts
-from findvl.encoders.pixel_decoder import PixelDecoder, PixelFeatures
+from findvl.encoders.pixel_decoder import PixelDecoder
 from findvl.encoders.preprocess import ImageBatch, preprocess_images
 from findvl.encoders.vision import VisionEncoder
-from findvl.model import assemble
 from findvl.model.calibration import text_calibration
-from findvl.model.conventions import check_conventions, class_text
-from findvl.model.interface import FindInterface, InterfaceOutput, SlotInput
+from findvl.model.conventions import check_conventions
+from findvl.model.interface import FindInterface
 from findvl.model.outputs import FindOutput
-from findvl.model.requests import Request, check_requests
-from findvl.model.slots import (
-    ProjectedText,
-    SpatialSource,
-    interleave_text_slot,
-    memory_slot,
-    previous_masks,
-    proposal_slot,
-    query_slot,
-    reference_slot,
-    spatial_slot,
-    splice_visual_entities,
-    text_slot,
-)
-from findvl.prototypes import TASKS, PrototypeSet, prototype_set
+from findvl.model.requests import Request
+from findvl.model.sequence_types import ImageFeatures, PointSampling, ProjectedText
+from findvl.model.tasks import TASK_TABLE, SlotContext, check_requests, shared_slots
+from findvl.model.tasks.generic_segmentation import class_embeddings
+from findvl.prototypes import TASKS, prototype_set
 
-
-@dataclass
-class ImageFeatures:
-    """Encoded images: what the predictor caches between requests.
-
-    Attributes:
-        batch: the preprocessed batch (sizes, padding).
-        pixel: pixel-decoder output.
-        spatial_maps: per level ``[B,D,h,w]`` maps spatial tokens are sampled from.
-    """
-
-    batch: ImageBatch
-    pixel: PixelFeatures
-    spatial_maps: list[torch.Tensor]
-
-    def source(self) -> SpatialSource:
-        h, w = self.batch.pixels.shape[-2:]
-        return SpatialSource(self.spatial_maps, self.batch.original_sizes, self.batch.sizes, (h, w))
+__all__ = ["FindModel", "ImageFeatures"]
 
 
 class FindModel(nn.Module):
     """FIND: one set of weights for six tasks.
+
+    The model encodes images and texts and runs the interface; what each task adds to the
+    sequence and reads out of it is its module in :mod:`findvl.model.tasks`.
 
     Args:
         vision: frozen (or tiny, trainable) vision encoder.
@@ -84,9 +59,9 @@ class FindModel(nn.Module):
         pixel_decoder: PixelDecoder,
         language: LanguageEncoder,
         interface: FindInterface,
-        variant: str = "official",
+        variant: Variant = "official",
         max_spatial_points: int = 512,
-        pixel_scores: str = "dot",
+        pixel_scores: PixelScores = "dot",
         lang_proj_std: float | None = None,
         logit_scale_init: float = 1.0,
         class_logit_scale_init: float | None = None,
@@ -98,7 +73,7 @@ class FindModel(nn.Module):
         self.pixel_decoder = pixel_decoder
         self.language = language
         self.interface = interface
-        hidden = interface.query_feat.weight.shape[1]
+        hidden = interface.hidden_dim
         self.lang_proj = nn.Parameter(torch.empty(language.dim, hidden))
         if lang_proj_std is None:
             lang_proj_std = language.dim**-0.5
@@ -119,16 +94,21 @@ class FindModel(nn.Module):
             self.register_buffer("text_whiten", torch.eye(language.dim))
         else:
             self.text_whiten = None
+        for name, value, hint in (
+            ("variant", variant, Variant),
+            ("pixel_scores", pixel_scores, PixelScores),
+        ):
+            if value not in typing.get_args(hint):
+                raise ValueError(f"{name}={value!r}: expected one of {list(typing.get_args(hint))}")
         self.variant = variant
         self.max_spatial_points = max_spatial_points
-        if pixel_scores not in ("dot", "cosine"):
-            raise ValueError(f"pixel_scores={pixel_scores!r}: expected 'dot' or 'cosine'")
         self.pixel_scores = pixel_scores
         self.conventions = check_conventions(conventions or ConventionsConfig())
 
-    def _point_options(self) -> dict:
+    def point_sampling(self) -> PointSampling:
+        """How spatial tokens are drawn from prompts (budget and the weights' conventions)."""
         c = self.conventions
-        return {"convention": c.point_convention, "per_level": c.points_per_level}
+        return PointSampling(self.max_spatial_points, c.point_convention, c.points_per_level)
 
     @property
     def device(self) -> torch.device:
@@ -182,7 +162,9 @@ class FindModel(nn.Module):
         generator: torch.Generator | None = None,
         all_layer_masks: bool = False,
     ) -> FindOutput:
-        """One joint forward for any mix of tasks.
+        """One joint forward for any mix of tasks: the shared slots, then each task's slots in
+        table order (:data:`~findvl.model.tasks.TASK_TABLE`), one interface pass, then each
+        task's output.
 
         Args:
             images: ``B`` RGB images ``[3,H,W]``, a preprocessed batch, or cached features.
@@ -194,13 +176,18 @@ class FindModel(nn.Module):
         b = feats.batch.pixels.shape[0]
         by_task = check_requests(requests, b)
         pset = prototype_set([t for t in TASKS if t in by_task], self.variant)
-        slots, info = self._slots(feats, by_task, pset, generator)
-        previous = info.get("previous")
+        context = SlotContext(feats, frozenset(s.key for s in pset.slots), generator)
+        slots = shared_slots(self.interface, context.keys, b)
+        built = {}
+        for name, req in by_task.items():  # table order: the order of the slots
+            built[name] = TASK_TABLE[type(req)].slots(self, context, req)
+            slots += built[name].slots
+        previous = [t.previous_mask for t in built.values() if t.previous_mask is not None]
         out = self.interface(
             slots,
             pset=pset,
             pixel=feats.pixel,
-            previous_mask=previous,
+            previous_mask=previous[0] if previous else None,
             all_layer_masks=all_layer_masks,
         )
         h, w = feats.batch.pixels.shape[-2:]
@@ -210,115 +197,9 @@ class FindModel(nn.Module):
             canvas=(h, w),
             logit_scale=self.logit_scale,
         )
-        self._assemble(result, out, by_task, slots, info)
+        for name, req in by_task.items():
+            setattr(result, name, TASK_TABLE[type(req)].assemble(self, out, req, built[name]))
         return result
-
-    def _slots(self, feats, by_task, pset: PrototypeSet, generator):
-        b = feats.batch.pixels.shape[0]
-        slots: list[SlotInput] = []
-        info: dict = {}
-        keys = {s.key for s in pset.slots}
-        if "p.object" in keys:
-            slots.append(proposal_slot(self.interface, "p.object", b))
-        if "q.image" in keys:
-            slots.append(query_slot(self.interface, "q.image", [1] * b))
-        if (req := by_task.get("grounded_segmentation")) is not None:
-            flat = [p for phrases in req.phrases for p in phrases]
-            text = self.encode_text(flat, "grounded_segmentation.phrases")
-            groups, start = [], 0
-            for phrases in req.phrases:
-                groups.append(list(range(start, start + len(phrases))))
-                start += len(phrases)
-            task = "grounded_segmentation"
-            slots.append(proposal_slot(self.interface, f"{task}/p.grounding", b))
-            slots.append(
-                query_slot(self.interface, f"{task}/q.description", [len(p) for p in req.phrases])
-            )
-            slots.append(text_slot(f"{task}/t.description", text, groups))
-        if (req := by_task.get("interactive_segmentation")) is not None:
-            task = "interactive_segmentation"
-            slots.append(proposal_slot(self.interface, f"{task}/p.segment", b))
-            slots.append(
-                query_slot(self.interface, f"{task}/q.spatial", [len(p) for p in req.prompts])
-            )
-            slots.append(
-                spatial_slot(
-                    self.interface,
-                    f"{task}/t.spatial",
-                    feats.source(),
-                    req.prompts,
-                    max_points=self.max_spatial_points,
-                    generator=generator,
-                    **self._point_options(),
-                    field="interactive_segmentation.prompts",
-                )
-            )
-            if req.previous is not None and f"{task}/m.spatial" in keys:
-                slots.append(memory_slot(self.interface, f"{task}/m.spatial", b))
-                info["previous"] = previous_masks(
-                    req.previous, feats.pixel.mask_features, feats.batch
-                )
-        if (req := by_task.get("image_text_retrieval")) is not None:
-            text = self.encode_text(req.captions, "image_text_retrieval.captions")
-            task = "image_text_retrieval"
-            slots.append(query_slot(self.interface, f"{task}/q.caption", [1] * b))
-            slots.append(text_slot(f"{task}/t.caption", text, [[i] for i in range(b)]))
-        for task in ("interleave_segmentation", "interleave_retrieval"):
-            if (req := by_task.get(task)) is not None:
-                slots += self._interleave_slots(task, req.texts, feats, generator, info)
-        return slots, info
-
-    def _interleave_slots(self, task, items, feats, generator, info):
-        b = len(items)
-        spliced = [
-            splice_visual_entities(item, f"{task}.texts[{i}]") for i, item in enumerate(items)
-        ]
-        text = self.encode_text([s[0] for s in spliced], f"{task}.texts")
-        visual = [[e.reference is not None for e in item.entities] for item in items]
-        info[f"{task}.visual"] = visual
-        slots = []
-        if task == "interleave_segmentation":
-            slots.append(proposal_slot(self.interface, f"{task}/p.entity", b))
-            slots.append(
-                query_slot(self.interface, f"{task}/q.entity", [len(i.entities) for i in items])
-            )
-        else:
-            slots.append(query_slot(self.interface, f"{task}/q.interleave", [1] * b))
-        slots.append(
-            interleave_text_slot(
-                self.interface, f"{task}/t.interleave", text, [s[1] for s in spliced], visual
-            )
-        )
-        resolve = self._reference_resolver(items, feats)
-        ref = reference_slot(
-            self.interface,
-            f"{task}/t.spatial",
-            items,
-            resolve,
-            max_points=self.max_spatial_points,
-            generator=generator,
-            **self._point_options(),
-            field=f"{task}.texts",
-        )
-        if ref is not None:
-            slots.append(ref)
-        return slots
-
-    def _reference_resolver(self, items, feats: ImageFeatures):
-        """Encode every reference image once; map (image b, entity e) to its source row."""
-        others = [
-            (b, e, ent.reference.image)
-            for b, item in enumerate(items)
-            for e, ent in enumerate(item.entities)
-            if ent.reference is not None and ent.reference.image is not None
-        ]
-        table = {}
-        if others:
-            ref_feats = self.encode_images([img for _, _, img in others])
-            ref_source = ref_feats.source()
-            table = {(b, e): (ref_source, row) for row, (b, e, _) in enumerate(others)}
-        own = feats.source()
-        return lambda b, e: table.get((b, e), (own, b))
 
     def class_scale(self) -> torch.Tensor:
         """The temperature of generic segmentation's class scores (``exp``)."""
@@ -326,58 +207,7 @@ class FindModel(nn.Module):
             return self.logit_scale.exp()
         return self.class_logit_scale.exp()
 
-    def _assemble(self, result: FindOutput, out: InterfaceOutput, by_task, slots, info) -> None:
-        scale = self.logit_scale.exp()
-        cap = self.conventions.grounding_scale_cap
-        valid = {s.key: s.valid for s in slots}
-        if (req := by_task.get("generic_segmentation")) is not None:
-            table = self.class_embeddings(req.classes)
-            result.generic_segmentation = assemble.generic(
-                out, table, self.class_scale(), req.classes
-            )
-        if "grounded_segmentation" in by_task:
-            result.grounded_segmentation = assemble.targeted(
-                out,
-                "grounded_segmentation",
-                "p.grounding",
-                "q.description",
-                valid,
-                scale if cap is None else scale.clamp(max=cap),
-                "semantic",
-            )
-        if "interactive_segmentation" in by_task:
-            result.interactive_segmentation = assemble.targeted(
-                out,
-                "interactive_segmentation",
-                "p.segment",
-                "q.spatial",
-                valid,
-                scale,
-                "pixel" if self.pixel_scores == "dot" else "pixel-cosine",
-            )
-        if "image_text_retrieval" in by_task:
-            result.image_text_retrieval = assemble.retrieval(out, "image_text_retrieval/q.caption")
-        if "interleave_segmentation" in by_task:
-            result.interleave_segmentation = assemble.interleave(
-                out, valid, info["interleave_segmentation.visual"], scale, self.pixel_scores
-            )
-        if "interleave_retrieval" in by_task:
-            result.interleave_retrieval = assemble.retrieval(
-                out, "interleave_retrieval/q.interleave"
-            )
-
     def class_embeddings(self, classes: list[str]) -> torch.Tensor:
-        """Semantic embeddings ``[K+1,P]`` of class names (+ ``background``), image-free.
-
-        The class query attends only its class tokens, so it is computed in a text-only pass.
-        """
-        names = [class_text(n, self.conventions.class_prompt) for n in [*classes, "background"]]
-        text = self.encode_text(names, "generic_segmentation.classes")
-        pset = prototype_set(["generic_segmentation"], self.variant)
-        k = len(names)
-        slots = [
-            query_slot(self.interface, "generic_segmentation/q.class", [1] * k),
-            text_slot("generic_segmentation/t.class", text, [[i] for i in range(k)]),
-        ]
-        out = self.interface(slots, pset=pset, pixel=None)
-        return out.final["generic_segmentation/q.class"].semantic[:, 0]
+        """Semantic embeddings ``[K+1,P]`` of class names (+ ``background``), image-free
+        (:func:`findvl.model.tasks.generic_segmentation.class_embeddings`)."""
+        return class_embeddings(self, classes)

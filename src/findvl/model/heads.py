@@ -9,43 +9,14 @@ the full-resolution masks); full-resolution masks only where asked.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from findvl.encoders.pixel_decoder import PixelFeatures
 from findvl.layers import MLP
-
-if TYPE_CHECKING:
-    from findvl.model.interface import SlotInput
-
-
-@dataclass
-class SlotPrediction:
-    """Head outputs of one slot at one layer.
-
-    Attributes:
-        semantic: ``[B,n,P]`` semantic-space embeddings (``P`` = projection size).
-        pixel: ``[B,n,M]`` pixel-space embeddings (``M`` = mask feature size).
-        masks: ``[B,n,H/4,W/4]`` mask logits (proposals only; None where not computed).
-        attn: ``[B,n,h,w]`` mask logits at the next layer's attention resolution (proposals).
-    """
-
-    semantic: torch.Tensor
-    pixel: torch.Tensor
-    masks: torch.Tensor | None = None
-    attn: torch.Tensor | None = None
-
-
-@dataclass
-class MaskFeatures:
-    """``full [B,M,H/4,W/4]`` and its bilinear resizes to each attention level."""
-
-    full: torch.Tensor
-    levels: list[torch.Tensor]
+from findvl.model.sequence_types import MaskFeatures, SlotInput, SlotPrediction
+from findvl.prototypes import IMAGE_QUERY, OBJECT_PROPOSALS
 
 
 class FindHeads(nn.Module):
@@ -93,8 +64,8 @@ class FindHeads(nn.Module):
     ) -> dict[str, SlotPrediction]:
         """``xs[k] [B,n_k,D]`` for each output slot -> ``{key: SlotPrediction}``."""
         normed = {s.key: self.decoder_norm(x) for s, x in zip(slots, xs)}
-        if "p.object" in normed and "q.image" in normed:
-            normed["q.image"] = pool_image_query(normed["q.image"], normed["p.object"])
+        if OBJECT_PROPOSALS in normed and IMAGE_QUERY in normed:
+            normed[IMAGE_QUERY] = pool_image_query(normed[IMAGE_QUERY], normed[OBJECT_PROPOSALS])
         out = {}
         for s in slots:
             x = normed[s.key]

@@ -4,14 +4,15 @@ The interface sees a sequence of *slots* (embedding groups of the compiled proto
 builds its masks from the :class:`~findvl.prototypes.PrototypeSet` and from each slot's padding
 and ids. Layer ``i`` attends image level ``i % 3`` (strides 32, 16, 8) with Mask2Former masks
 from the previous layer's predictions. Parameter names follow the released FIND decoder.
+
+The interface also owns its embedding sampling: the learned initial embeddings (proposals,
+queries, memories) and the spatial tokens drawn from its own image maps
+(:meth:`FindInterface.spatial_tokens`), so no caller reaches into its weights.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from findvl.encoders.pixel_decoder import PixelFeatures
@@ -21,48 +22,17 @@ from findvl.layers import (
     PositionEmbeddingSine,
     SelfAttentionLayer,
 )
-from findvl.model.heads import FindHeads, SlotPrediction
+from findvl.model.heads import FindHeads
 from findvl.model.masks import MaskBuilder
+from findvl.model.requests import VisualPrompt
+from findvl.model.sampler import level_points, sample_tokens
+from findvl.model.sequence_types import (
+    InterfaceOutput,
+    PointSampling,
+    SlotInput,
+    SpatialSource,
+)
 from findvl.prototypes import PrototypeSet
-
-
-@dataclass
-class SlotInput:
-    """One slot of the interface sequence.
-
-    Attributes:
-        key: slot key in the prototype set, e.g. ``"grounded_segmentation/q.description"``.
-        kind: ``proposal``, ``query``, ``token`` or ``memory``.
-        x: ``[B,n,D]`` content.
-        pos: ``[B,n,D]`` positional embedding (fixed through the layers).
-        valid: ``[B,n]`` bool, False at padding.
-        ids: ``[B,n]`` int64 or None; for id-matched attention (-1 = belongs to no id).
-        levels: for tokens sampled from image levels, the content per level (``[B,n,D]`` each),
-            re-installed at every layer (level ``i % 3``).
-    """
-
-    key: str
-    kind: str
-    x: torch.Tensor
-    pos: torch.Tensor
-    valid: torch.Tensor
-    ids: torch.Tensor | None = None
-    levels: list[torch.Tensor] | None = None
-
-
-@dataclass
-class InterfaceOutput:
-    """Predictions for every output slot, for the initial queries and after each layer.
-
-    Attributes:
-        layers: ``num_layers + 1`` dicts ``{slot key: SlotPrediction}``; the last is final.
-    """
-
-    layers: list[dict[str, SlotPrediction]]
-
-    @property
-    def final(self) -> dict[str, SlotPrediction]:
-        return self.layers[-1]
 
 
 class FindInterface(nn.Module):
@@ -117,6 +87,11 @@ class FindInterface(nn.Module):
         self.block_sparse = True
 
     # ---- initial embeddings -------------------------------------------------------------
+    @property
+    def hidden_dim(self) -> int:
+        """Width D of every slot."""
+        return self.query_feat.weight.shape[1]
+
     def proposals(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Content and position of one proposal group, ``[B,num_proposals,D]`` each."""
         n = self.num_proposals
@@ -137,6 +112,52 @@ class FindInterface(nn.Module):
             self.spatial_featured.weight.expand(batch, -1, -1),
             self.spatial_embed.weight.expand(batch, -1, -1),
         )
+
+    def spatial_tokens(
+        self,
+        key: str,
+        source: SpatialSource,
+        prompts: list[list[VisualPrompt]],
+        *,
+        sampling: PointSampling,
+        generator: torch.Generator | None,
+        field: str,
+    ) -> SlotInput:
+        """Spatial tokens of each row's prompts, per level; ids = prompt index in the row.
+
+        Points are drawn from each prompt (:func:`findvl.model.sampler.level_points`), the
+        level's map of ``source`` is sampled there and the positive/negative indicator added.
+        """
+        per = level_points(
+            prompts,
+            num_levels=len(source.maps),
+            per_level=sampling.per_level,
+            image_sizes=source.image_sizes,
+            input_sizes=source.input_sizes,
+            canvas=source.canvas,
+            max_points=sampling.max_points,
+            generator=generator,
+            field=field,
+            convention=sampling.convention,
+        )
+        device = source.maps[0].device
+        levels = []
+        for m, pts in zip(source.maps, per):
+            indicator = self.pn_indicator.weight[pts.negative.to(device).long()]  # BxPxD
+            levels.append(sample_tokens(m, pts.coords.to(device), sampling.convention) + indicator)
+        valid, ids = per[0].valid.to(device), per[0].ids.to(device)
+        return SlotInput(key, "token", levels[0], levels[0].detach(), valid, ids, levels=levels)
+
+    def mark_visual_tokens(
+        self, features: torch.Tensor, is_visual: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Content and position of text tokens ``features [B,L,D]`` where the tokens at
+        ``is_visual [B,L]`` (placeholders of visual entities) also carry the image query's
+        content and position, so they are read as "a region goes here"."""
+        marker = is_visual[..., None].to(features.dtype)
+        x = features + marker * self.query_feat.weight[-1]
+        pos = features.detach() + marker * self.query_embed.weight[-1]
+        return x, pos
 
     def image_levels(self, pixel: PixelFeatures) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per level ``(src [B,hw,D] with level embedding, pos [B,hw,D])``."""
@@ -242,8 +263,3 @@ class FindInterface(nn.Module):
         for s, part in zip(rows, out.split([s.x.shape[1] for s in rows], 1)):
             new[s.key] = part
         return new
-
-
-def interpolate_masks(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """``[B,N,h,w]`` -> ``[B,N,*size]`` bilinear (align_corners=False)."""
-    return F.interpolate(masks, size=size, mode="bilinear", align_corners=False)

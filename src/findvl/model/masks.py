@@ -3,18 +3,13 @@ padding and ids. Boolean, ``True`` = may attend."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 import torch.nn.functional as F
 
 from findvl.encoders.pixel_decoder import PixelFeatures
 from findvl.model.blocks import BlockPlan, plan_blocks
-from findvl.prototypes import PrototypeSet
-
-if TYPE_CHECKING:
-    from findvl.model.heads import SlotPrediction
-    from findvl.model.interface import SlotInput
+from findvl.model.sequence_types import SlotInput, SlotPrediction
+from findvl.prototypes import IMAGE_FEATURES, PrototypeSet
 
 
 def _block(row: SlotInput, col: SlotInput, id_matched: bool) -> torch.Tensor:
@@ -48,9 +43,11 @@ class MaskBuilder:
     ) -> None:
         keys = {s.key for s in slots}
         pairs = [
-            (y, x) for y, x in pset.content_pairs if y in keys and (x in keys or x == "f.image")
+            (y, x)
+            for y, x in pset.content_pairs
+            if y in keys and (x in keys or x == IMAGE_FEATURES)
         ]
-        image_rows = {y for y, x in pairs if x == "f.image"}
+        image_rows = {y for y, x in pairs if x == IMAGE_FEATURES}
         if image_rows and pixel is None:
             raise ValueError(f"slots {sorted(image_rows)} attend f.image but no image was given")
         self.slots, self.pset, self.pixel, self.previous = slots, pset, pixel, previous_mask
@@ -58,7 +55,7 @@ class MaskBuilder:
         self.rows = [s for s in slots if s.key in self.content_rows]
         self.image_rows = image_rows
         self.uses_image = bool(image_rows)
-        token_keys = {x for _, x in pairs if x != "f.image"}
+        token_keys = {x for _, x in pairs if x != IMAGE_FEATURES}
         self.token_columns = [s for s in slots if s.key in token_keys]
         self._pairs = set(pairs)
         self._token_part = self._tokens() if self.rows else None
@@ -75,7 +72,7 @@ class MaskBuilder:
         if level not in self._content_plans:
             keys = [(s.key, s.x.shape[1]) for s in self.token_columns]
             if self.uses_image:
-                keys = [("f.image", self.pixel.valid[level][0].numel()), *keys]
+                keys = [(IMAGE_FEATURES, self.pixel.valid[level][0].numel()), *keys]
             rows = [(s.key, s.x.shape[1]) for s in self.rows]
             self._content_plans[level] = plan_blocks(
                 rows, keys, self._pairs, device=self.condition.device

@@ -1,15 +1,37 @@
-"""Typed outputs of one forward. ``B`` images, ``N`` proposals, ``P`` semantic size.
+"""Typed outputs of one forward. ``B`` images, ``N`` proposals, ``T`` targets, ``K`` classes,
+``P`` semantic size.
 
 Every task output keeps one entry per interface layer in ``layers`` (the first is the
 prediction from the initial queries, the last is final) for deep supervision; ``final`` is the
-last one. Masks are logits at stride 4 of the padded canvas; crop with ``input_sizes``.
+last one. Masks are logits at the mask stride of the padded canvas; :meth:`FindOutput.to_original`
+brings them to an image's own pixel grid.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
+
+
+def masks_to_original(
+    masks: torch.Tensor,
+    *,
+    input_size: tuple[int, int],
+    canvas: tuple[int, int],
+    original_size: tuple[int, int],
+) -> torch.Tensor:
+    """``[N,h,w]`` logits on the padded canvas (any stride) -> ``[N,H0,W0]`` float logits on
+    the original image: upsample to the canvas, crop the valid region, resize to the original
+    size (bilinear). The one canvas-to-image conversion of the project."""
+    if masks.shape[0] == 0:
+        return masks.new_zeros(0, *original_size, dtype=torch.float32)
+    x = F.interpolate(masks[None].float(), size=canvas, mode="bilinear", align_corners=False)
+    x = x[..., : input_size[0], : input_size[1]]
+    if tuple(input_size) != tuple(original_size):
+        x = F.interpolate(x, size=original_size, mode="bilinear", align_corners=False)
+    return x[0]
 
 
 @dataclass
@@ -18,8 +40,20 @@ class ProposalScores:
 
     Attributes:
         masks: ``[B,N,H/4,W/4]`` mask logits (None for layers where they were not computed).
-        logits: ``[B,T,N]`` score of proposal n for target t (class, phrase, prompt, entity);
-            for generic segmentation ``[B,N,K+1]`` class logits per proposal (last = no object).
+        logits: ``[B,T,N]`` score of proposal n for target t (phrase, prompt, entity).
+    """
+
+    masks: torch.Tensor | None
+    logits: torch.Tensor
+
+
+@dataclass
+class ClassScores:
+    """Masks of the object proposals and their class logits (generic segmentation).
+
+    Attributes:
+        masks: ``[B,N,H/4,W/4]`` mask logits (None for layers where they were not computed).
+        logits: ``[B,N,K+1]`` class logits per proposal (last = no object).
     """
 
     masks: torch.Tensor | None
@@ -30,12 +64,12 @@ class ProposalScores:
 class GenericSegmentationOutput:
     """``layers[i].logits [B,N,K+1]``; ``class_embeddings [K+1,P]`` (last = background)."""
 
-    layers: list[ProposalScores]
+    layers: list[ClassScores]
     class_names: list[str]
     class_embeddings: torch.Tensor
 
     @property
-    def final(self) -> ProposalScores:
+    def final(self) -> ClassScores:
         return self.layers[-1]
 
 
@@ -114,4 +148,13 @@ class FindOutput:
     image_text_retrieval: RetrievalOutput | None = None
     interleave_segmentation: TargetedSegmentationOutput | None = None
     interleave_retrieval: RetrievalOutput | None = None
-    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def to_original(self, masks: torch.Tensor, b: int) -> torch.Tensor:
+        """``[T,h,w]`` canvas logits of image ``b`` -> ``[T,H0,W0]`` float logits on that
+        image as given (:func:`masks_to_original`)."""
+        return masks_to_original(
+            masks,
+            input_size=self.input_sizes[b],
+            canvas=self.canvas,
+            original_size=self.original_sizes[b],
+        )

@@ -141,6 +141,7 @@ class InterleaveRetrieval:
     texts: list[InterleavedText]
 
 
+#: Any request; the task each one asks for is :data:`findvl.model.tasks.TASK_TABLE`.
 Request = (
     GenericSegmentation
     | GroundedSegmentation
@@ -149,49 +150,3 @@ Request = (
     | InterleaveSegmentation
     | InterleaveRetrieval
 )
-
-TASK_OF_REQUEST: dict[type, str] = {
-    GenericSegmentation: "generic_segmentation",
-    GroundedSegmentation: "grounded_segmentation",
-    ImageTextRetrieval: "image_text_retrieval",
-    InteractiveSegmentation: "interactive_segmentation",
-    InterleaveSegmentation: "interleave_segmentation",
-    InterleaveRetrieval: "interleave_retrieval",
-}
-
-
-def check_requests(requests: list[Request], batch: int) -> dict[str, Request]:
-    """Requests of one forward -> ``{task: request}``; ``ValueError`` naming the field when a
-    request is unknown, repeated, empty, or has a per-image list not of ``batch`` entries."""
-    by_task: dict[str, Request] = {}
-    if not requests:
-        raise ValueError("requests: at least one request is required")
-    for i, req in enumerate(requests):
-        task = TASK_OF_REQUEST.get(type(req))
-        if task is None:
-            raise ValueError(f"requests[{i}]: unknown request type {type(req).__name__}")
-        if task in by_task:
-            raise ValueError(f"requests[{i}]: a second {type(req).__name__} request")
-        by_task[task] = req
-    checks = {
-        GenericSegmentation: ("classes", None),
-        GroundedSegmentation: ("phrases", batch),
-        InteractiveSegmentation: ("prompts", batch),
-        ImageTextRetrieval: ("captions", batch),
-        InterleaveSegmentation: ("texts", batch),
-        InterleaveRetrieval: ("texts", batch),
-    }
-    for req in by_task.values():
-        name, expected = checks[type(req)]
-        value = getattr(req, name)
-        if len(value) == 0:
-            raise ValueError(f"{type(req).__name__}.{name}: the list is empty")
-        if expected is not None and len(value) != expected:
-            raise ValueError(
-                f"{type(req).__name__}.{name}: {len(value)} entries for {expected} images"
-            )
-        if expected is not None and name in ("phrases", "prompts"):
-            for b, row in enumerate(value):
-                if len(row) == 0:
-                    raise ValueError(f"{type(req).__name__}.{name}[{b}]: the list is empty")
-    return by_task

@@ -18,15 +18,17 @@ regions; otherwise one draw serves every level.
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from findvl.config import PointConvention
 from findvl.model.requests import VisualPrompt
 
 #: Point conventions: ``"center"`` (pixel centres, align_corners=False) or ``"official"``.
-CONVENTIONS = ("center", "official")
+CONVENTIONS = typing.get_args(PointConvention)
 
 
 @dataclass

@@ -1,53 +1,35 @@
-"""Turn typed requests into interface slots (the embedding sampler's side of the model)."""
+"""Slot builders shared by the task modules (:mod:`findvl.model.tasks`): typed request parts
+-> interface slots. The interface's own embeddings come from its methods."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from findvl.encoders.language import entity_token_map
 from findvl.encoders.preprocess import ImageBatch
-from findvl.model.interface import FindInterface, SlotInput
-from findvl.model.requests import InterleavedText, VisualPrompt
-from findvl.model.sampler import level_points, sample_tokens
+from findvl.model.interface import FindInterface
+from findvl.model.requests import InterleavedText
+from findvl.model.sequence_types import PointSampling, ProjectedText, SlotInput, SpatialSource
+
+__all__ = [
+    "INTERACTIVE_TOKEN",
+    "ProjectedText",
+    "SpatialSource",
+    "interleave_text_slot",
+    "memory_slot",
+    "previous_masks",
+    "proposal_slot",
+    "query_slot",
+    "reference_slot",
+    "splice_visual_entities",
+    "text_slot",
+]
 
 #: Text that stands in for an entity given as a visual reference (as in FIND-Bench training).
 INTERACTIVE_TOKEN = "[INTERACTIVE]"
-
-
-@dataclass
-class ProjectedText:
-    """Projected token features of a flat list of texts.
-
-    Attributes:
-        features: ``[T,L,D]`` (interface width).
-        mask: ``[T,L]`` bool, True at tokens.
-        offsets: ``[T,L,2]`` character offsets.
-    """
-
-    features: torch.Tensor
-    mask: torch.Tensor
-    offsets: torch.Tensor
-
-
-@dataclass
-class SpatialSource:
-    """Where spatial tokens are sampled from: per-level maps and the geometry of their images.
-
-    Attributes:
-        maps: per level ``[R,D,h,w]``.
-        image_sizes: per row ``(h, w)`` of the prompt masks.
-        input_sizes: per row valid ``(h, w)`` after resizing.
-        canvas: padded ``(H, W)``.
-    """
-
-    maps: list[torch.Tensor]
-    image_sizes: list[tuple[int, int]]
-    input_sizes: list[tuple[int, int]]
-    canvas: tuple[int, int]
 
 
 def _pad_rows(rows: list[torch.Tensor], fill: float | int | bool) -> torch.Tensor:
@@ -96,44 +78,6 @@ def text_slot(key: str, text: ProjectedText, groups: list[list[int]]) -> SlotInp
     id_rows = _pad_rows([i.to(x.device) for i in ids], -1)
     valid = id_rows >= 0
     return SlotInput(key, "token", x, x.detach(), valid, id_rows)
-
-
-def spatial_slot(
-    interface: FindInterface,
-    key: str,
-    source: SpatialSource,
-    prompts: list[list[VisualPrompt]],
-    *,
-    max_points: int,
-    generator: torch.Generator | None,
-    field: str,
-    convention: str = "center",
-    per_level: bool = False,
-) -> SlotInput:
-    """Spatial tokens of each row's prompts, per level; ids = prompt index in the row.
-
-    ``convention`` and ``per_level``: see :mod:`findvl.model.sampler`.
-    """
-    per = level_points(
-        prompts,
-        num_levels=len(source.maps),
-        per_level=per_level,
-        image_sizes=source.image_sizes,
-        input_sizes=source.input_sizes,
-        canvas=source.canvas,
-        max_points=max_points,
-        generator=generator,
-        field=field,
-        convention=convention,
-    )
-    device = source.maps[0].device
-    levels = []
-    for m, pts in zip(source.maps, per):
-        indicator = interface.pn_indicator.weight[pts.negative.to(device).long()]  # BxPxD
-        levels.append(sample_tokens(m, pts.coords.to(device), convention) + indicator)
-    pts = per[0]
-    valid, ids = pts.valid.to(device), pts.ids.to(device)
-    return SlotInput(key, "token", levels[0], levels[0].detach(), valid, ids, levels=levels)
 
 
 def splice_visual_entities(item: InterleavedText, field: str) -> tuple[str, list[tuple[int, int]]]:
@@ -190,9 +134,7 @@ def interleave_text_slot(
                 ids[i][member[e]] = e
                 if visual[i][e]:
                     is_visual_token[i] |= member[e]
-    marker = is_visual_token[..., None].to(text.features.dtype)
-    x = text.features + marker * interface.query_feat.weight[-1]
-    pos = text.features.detach() + marker * interface.query_embed.weight[-1]
+    x, pos = interface.mark_visual_tokens(text.features, is_visual_token)
     return SlotInput(key, "token", x, pos, text.mask, ids)
 
 
@@ -202,11 +144,9 @@ def reference_slot(
     items: list[InterleavedText],
     resolve: Callable[[int, int], tuple[SpatialSource, int]],
     *,
-    max_points: int,
+    sampling: PointSampling,
     generator: torch.Generator | None,
     field: str,
-    convention: str = "center",
-    per_level: bool = False,
 ) -> SlotInput | None:
     """Spatial tokens of every visual reference; ids = entity index in its text.
 
@@ -220,33 +160,23 @@ def reference_slot(
             if ent.reference is None:
                 continue
             source, row = resolve(b, e)
-            single = SpatialSource(
-                [m[row : row + 1] for m in source.maps],
-                [source.image_sizes[row]],
-                [source.input_sizes[row]],
-                source.canvas,
-            )
-            s = spatial_slot(
-                interface,
+            s = interface.spatial_tokens(
                 key,
-                single,
+                source.row(row),
                 [[ent.reference.prompt]],
-                max_points=max_points,
+                sampling=sampling,
                 generator=generator,
                 field=f"{field}[{b}].entities[{e}].reference.prompt",
-                convention=convention,
-                per_level=per_level,
             )
             s.ids = torch.full_like(s.ids, e)
             rows.append(s)
         per_image.append(rows)
     if not any(per_image):
         return None
-    num_levels = len(interface.mask_spatial_embed)
     levels = []
-    d = interface.query_feat.weight.shape[1]
-    device = interface.query_feat.weight.device
-    for lvl in range(num_levels):
+    d = interface.hidden_dim
+    device = next(r.ids.device for rows in per_image for r in rows)
+    for lvl in range(interface.num_levels):
         levels.append(
             _pad_rows(
                 [

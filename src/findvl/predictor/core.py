@@ -30,7 +30,7 @@ from findvl.model.requests import (
     VisualPrompt,
 )
 from findvl.model.slots import proposal_slot
-from findvl.postprocess import OBJECT_THRESHOLD, PanopticResult, panoptic_inference, to_original
+from findvl.postprocess import OBJECT_THRESHOLD, PanopticResult, panoptic_inference
 from findvl.predictor.inputs import as_image_tensor, previous_logits, prompt_from_inputs
 from findvl.prototypes import prototype_set
 
@@ -106,6 +106,16 @@ class FindPredictor:
         self._class_cache: OrderedDict[tuple[str, ...], torch.Tensor] = OrderedDict()
         self._caption_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
 
+    @classmethod
+    def from_checkpoint(
+        cls, path, *, device: str = "cpu", seed: int = 0, cache_size: int = 64
+    ) -> FindPredictor:
+        """A predictor over the model of a model file, a checkpoint or a run directory
+        (:func:`findvl.runs.load_run`; no training code is imported)."""
+        from findvl.runs import load_run
+
+        return cls(load_run(path, device=device).model, seed=seed, cache_size=cache_size)
+
     # ---- the current image ---------------------------------------------------------------
     def encode(self, image) -> EncodedImage:
         """Encode ``image`` (see :func:`as_image_tensor`) without making it current."""
@@ -148,12 +158,7 @@ class FindPredictor:
             return self.model(feats, [request], generator=generator)
 
     def _to_original(self, masks: torch.Tensor, out) -> torch.Tensor:
-        return to_original(
-            masks,
-            input_size=out.input_sizes[0],
-            canvas=out.canvas,
-            original_size=out.original_sizes[0],
-        )
+        return out.to_original(masks, 0)
 
     def class_table(self, classes: list[str]) -> torch.Tensor:
         """``[K+1,P]`` class embeddings (+ background), cached per vocabulary."""
@@ -219,11 +224,7 @@ class FindPredictor:
         )
 
     def _proposal_masks(self, masks: torch.Tensor, encoded: EncodedImage) -> torch.Tensor:
-        batch = encoded.features.batch
-        canvas = tuple(batch.pixels.shape[-2:])
-        return to_original(
-            masks, input_size=batch.sizes[0], canvas=canvas, original_size=encoded.size
-        )
+        return encoded.features.to_original(masks, 0)
 
     def exemplar_embedding(self, encoded: EncodedImage, region: torch.Tensor) -> torch.Tensor:
         """``[P]`` class embedding of a region of another image (a visual exemplar).

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from findvl.data.coco import read_panoptic
-from findvl.data.dataset import DatasetPaths, Sample, load_dataset
+from findvl.data.readers.coco import read_panoptic
+from findvl.data.readers.dataset import DatasetPaths, Sample, load_dataset
 from findvl.encoders.hf_vision import resample_to_patch_grid
 from findvl.encoders.preprocess import ImageNorm
 from findvl.images import read_image

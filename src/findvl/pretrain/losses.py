@@ -50,6 +50,38 @@ def dense_loss(
     return per_patch.sum() / target.sum().clamp(min=1e-6)
 
 
+def pool_counts(patch_counts: torch.Tensor, factor: int) -> torch.Tensor:
+    """``[B,g*g,K]`` counts, square row-major grid -> ``[B,(g/f)**2,K]``: f x f cells summed."""
+    if factor == 1:
+        return patch_counts
+    b, n, k = patch_counts.shape
+    g = round(n**0.5)
+    if g * g != n or g % factor:
+        raise ValueError(f"cannot pool a {n}-cell grid by {factor}")
+    grid = patch_counts.reshape(b, g // factor, factor, g // factor, factor, k)
+    return grid.sum((2, 4), dtype=patch_counts.dtype).reshape(b, -1, k)
+
+
+def multilevel_dense_loss(
+    level_logits: tuple[torch.Tensor, ...],
+    patch_counts: torch.Tensor,
+    class_weight: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Mean of :func:`dense_loss` over levels, each against the counts pooled to its grid.
+
+    Args:
+        level_logits: ``[B,N_l,K]`` per level, finest first; ``N_0`` is the grid of
+            ``patch_counts`` and each further level halves the grid side.
+        patch_counts: ``[B,N_0,K]``.
+        class_weight: ``[K]`` or None.
+    """
+    losses = []
+    for logits in level_logits:
+        factor = round((patch_counts.shape[1] / logits.shape[1]) ** 0.5)
+        losses.append(dense_loss(logits, pool_counts(patch_counts, factor), class_weight))
+    return torch.stack(losses).mean()
+
+
 def balanced_class_weight(patch_counts: torch.Tensor, power: float = 0.5) -> torch.Tensor:
     """``[K]`` weights ``frequency ** -power`` (absent classes 0), scaled to mean 1 over pixels.
 

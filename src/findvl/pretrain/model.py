@@ -19,14 +19,15 @@ class PretrainOutput:
     Attributes:
         image_embeds: ``[B,P]`` L2-normalised image embeddings (projected pooled CLS).
         text_embeds: ``[T,P]`` L2-normalised caption embeddings (projected EOT feature).
-        patch_logits: ``[B,N,K]`` per-patch class logits, ``N`` patches row-major (the kept
-            ones, in ``keep`` order, when patches are dropped).
+        patch_logits: per-level class logits, finest first: ``[B,N_l,K]``, ``N_l`` cells
+            row-major (one level for a ViT: its patches, the kept ones in ``keep`` order when
+            patches are dropped; a level per stage from stride 4 on for a ConvNeXt).
         logit_scale: scalar, ``exp`` of the learnable log inverse temperature (clamped).
     """
 
     image_embeds: torch.Tensor
     text_embeds: torch.Tensor
-    patch_logits: torch.Tensor
+    patch_logits: tuple[torch.Tensor, ...]
     logit_scale: torch.Tensor
 
 
@@ -42,11 +43,21 @@ class DenseClipModel(nn.Module):
         max_logit_scale: the largest ``exp(logit_scale)``.
     """
 
+    supports_patch_drop = True
+
     def __init__(self, *, clip: nn.Module, num_classes: int, max_logit_scale: float) -> None:
         super().__init__()
         self.clip = clip
         self.dense_head = nn.Linear(clip.config.vision_config.hidden_size, num_classes)
         self.max_logit_scale = max_logit_scale
+
+    @property
+    def text_model(self) -> nn.Module:
+        return self.clip.text_model
+
+    @property
+    def text_projection(self) -> nn.Module:
+        return self.clip.text_projection
 
     def encode_images(
         self, pixels: torch.Tensor, keep: torch.Tensor | None = None
@@ -69,6 +80,13 @@ class DenseClipModel(nn.Module):
         embeds = nn.functional.normalize(self.clip.visual_projection(pooled), dim=-1)
         return embeds, hidden[:, 1:]
 
+    def encode_dense(
+        self, pixels: torch.Tensor, keep: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor]]:
+        """``[B,3,S,S]`` -> (``[B,P]`` embeddings, (``[B,N',K]`` patch logits,)): one level."""
+        embeds, patches = self.encode_images(pixels, keep)
+        return embeds, (self.dense_head(patches),)
+
     def encode_texts(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``[T,L]`` ids and bool mask -> ``[T,P]`` normalised embeddings (EOT pooled)."""
         out = self.clip.text_model(input_ids=ids, attention_mask=mask.long())
@@ -85,11 +103,11 @@ class DenseClipModel(nn.Module):
         keep: torch.Tensor | None = None,
     ) -> PretrainOutput:
         """Images ``[B,3,S,S]``, captions ``[T,L]`` (ids, bool mask), kept patches ``[B,K]``."""
-        image_embeds, patches = self.encode_images(pixels, keep)
+        image_embeds, logits = self.encode_dense(pixels, keep)
         return PretrainOutput(
             image_embeds=image_embeds,
             text_embeds=self.encode_texts(ids, mask),
-            patch_logits=self.dense_head(patches),
+            patch_logits=logits,
             logit_scale=self.logit_scale(),
         )
 

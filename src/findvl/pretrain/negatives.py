@@ -36,7 +36,7 @@ class NegativeVocabulary:
     @classmethod
     def synthetic(cls) -> NegativeVocabulary:
         """The shapes and colours of ``findvl data synth``."""
-        from findvl.data.synth_world import COLOURS, THING_CATEGORIES
+        from findvl.data.synth.world import COLOURS, THING_CATEGORIES
 
         return cls(shapes=tuple(c.name for c in THING_CATEGORIES), colours=tuple(COLOURS))
 

@@ -2,7 +2,8 @@
 
 Output directory layout::
 
-    OUT/synth-clip-vision/   CLIPVisionModelWithProjection + preprocessor_config.json
+    OUT/synth-clip-vision/   RegNetModel + visual_projection.safetensors (ViT towers:
+                             CLIPVisionModelWithProjection) + preprocessor_config.json
     OUT/synth-clip-text/     CLIPTextModelWithProjection + fast tokenizer
     OUT/pretrain-log.jsonl   one JSON record per logging step
     OUT/pretrain.json        settings, data sizes, budget spent, measured quality
@@ -19,19 +20,19 @@ from pathlib import Path
 
 import torch
 
-from findvl.data.dataset import Sample
+from findvl.data.readers.dataset import Sample
 from findvl.encoders.loading import CLIP_MEAN, CLIP_STD
 from findvl.encoders.preprocess import ImageNorm
-from findvl.pretrain.config import PretrainConfig, clip_config
+from findvl.pretrain.config import PretrainConfig, clip_config, hierarchical_config
 from findvl.pretrain.data import (
     PretrainData,
-    adapter_longest_side,
     read_captioned,
     read_class_table,
     to_pretrain_data,
 )
 from findvl.pretrain.evaluate import PretrainMetrics, evaluate_exported, evaluate_model
 from findvl.pretrain.export import TEXT_DIR, VISION_DIR, export_towers, stored_statistics
+from findvl.pretrain.hierarchical_model import DenseHierarchicalClip, build_dense_hierarchical_clip
 from findvl.pretrain.model import DenseClipModel, build_dense_clip
 from findvl.pretrain.negatives import NegativeVocabulary
 from findvl.pretrain.tokenizer import train_tokenizer
@@ -49,7 +50,8 @@ class PretrainReport:
         vision_dir / text_dir: the exported directories.
         longest_side / grid_stride: what to load the vision tower with
             (``load_vision_encoder(..., longest_side=, grid_stride=)``) so the adapter feeds it
-            the training pixels (``longest_side = image_size * grid_stride / patch_size``).
+            the training pixels (ViT: ``longest_side = image_size * grid_stride / patch_size``;
+            ConvNeXt: the training size, and no grid stride, None).
         vocab_size: tokens of the learned vocabulary (specials included).
         train_images / holdout_images: images trained on / kept out for the logged metrics.
         parameters: ``{"vision": n, "text": n}`` of the exported towers (projections included).
@@ -63,7 +65,7 @@ class PretrainReport:
     vision_dir: str
     text_dir: str
     longest_side: int
-    grid_stride: int
+    grid_stride: int | None
     vocab_size: int
     train_images: int
     holdout_images: int
@@ -98,12 +100,12 @@ def _split_holdout(data: PretrainData, count: int, seed: int) -> tuple[PretrainD
     return data.subset(order[count:]), data.subset(order[:count])
 
 
-def _parameters(model: DenseClipModel) -> dict[str, int]:
+def _parameters(model: DenseClipModel | DenseHierarchicalClip) -> dict[str, int]:
     """Parameters of each exported tower (projection included, dense head excluded)."""
-    clip = model.clip
+    owner = model.clip if isinstance(model, DenseClipModel) else model
     towers = {
-        "vision": (clip.vision_model, clip.visual_projection),
-        "text": (clip.text_model, clip.text_projection),
+        "vision": (owner.vision_model, owner.visual_projection),
+        "text": (owner.text_model, owner.text_projection),
     }
     return {
         name: sum(p.numel() for m in modules for p in m.parameters())
@@ -137,7 +139,9 @@ def pretrain_encoders(
     echo = echo or (lambda line: print(line, file=sys.stdout, flush=True))
     torch.manual_seed(cfg.optim.seed)
     v = cfg.vision
-    side = adapter_longest_side(v.image_size, v.patch_size, v.grid_stride)
+    side = v.longest_side()
+    # the label grid; a ConvNeXt sees the pixels unresampled (patch = grid stride)
+    patch, grid_stride = (v.patch_size, v.grid_stride) if v.kind == "vit" else (v.label_stride,) * 2
     norm = ImageNorm(
         mean=stored_statistics(CLIP_MEAN),
         std=stored_statistics(CLIP_STD),
@@ -159,24 +163,15 @@ def pretrain_encoders(
 
     def load(samples: list[Sample], vocabulary: NegativeVocabulary | None = None) -> PretrainData:
         return to_pretrain_data(
-            samples, tokenizer=tokenizer, norm=norm, patch_size=v.patch_size,
-            grid_stride=v.grid_stride, classes=classes, max_length=cfg.text.max_length,
+            samples, tokenizer=tokenizer, norm=norm, patch_size=patch,
+            grid_stride=grid_stride, classes=classes, max_length=cfg.text.max_length,
             negatives=vocabulary, negative_seed=cfg.optim.seed,
         )  # fmt: skip
 
     train_data, holdout = _split_holdout(
         load(train_samples, negatives), cfg.optim.holdout, cfg.optim.seed
     )
-    model = build_dense_clip(
-        clip_config(
-            cfg,
-            vocab_size=len(tokenizer),
-            bos_id=tokenizer.bos_token_id,
-            eos_id=tokenizer.eos_token_id,
-        ),
-        num_classes=len(classes.names),
-        max_logit_scale=cfg.objective.max_logit_scale,
-    )
+    model = _build_model(cfg, tokenizer, num_classes=len(classes.names))
     with (out / LOG_FILE).open("w", encoding="utf-8") as log_file:
 
         def log(record: dict) -> None:
@@ -200,7 +195,7 @@ def pretrain_encoders(
         vision_dir=str(vision_dir),
         text_dir=str(text_dir),
         longest_side=side,
-        grid_stride=v.grid_stride,
+        grid_stride=v.grid_stride if v.kind == "vit" else None,
         vocab_size=len(tokenizer),
         train_images=len(train_data),
         holdout_images=len(holdout),
@@ -213,6 +208,26 @@ def pretrain_encoders(
     )
     (out / REPORT_FILE).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     return report
+
+
+def _build_model(
+    cfg: PretrainConfig, tokenizer, *, num_classes: int
+) -> DenseClipModel | DenseHierarchicalClip:
+    """The freshly initialised towers of ``cfg.vision.kind`` with their dense head(s)."""
+    clip = clip_config(
+        cfg, vocab_size=len(tokenizer), bos_id=tokenizer.bos_token_id,
+        eos_id=tokenizer.eos_token_id,
+    )  # fmt: skip
+    if cfg.vision.kind == "vit":
+        return build_dense_clip(
+            clip, num_classes=num_classes, max_logit_scale=cfg.objective.max_logit_scale
+        )
+    return build_dense_hierarchical_clip(
+        hierarchical_config(cfg), clip.text_config,
+        projection_dim=cfg.objective.projection_dim, num_classes=num_classes,
+        init_logit_scale=clip.logit_scale_init_value,
+        max_logit_scale=cfg.objective.max_logit_scale,
+    )  # fmt: skip
 
 
 def _has_split(root: Path, split: str) -> bool:

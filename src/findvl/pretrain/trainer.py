@@ -13,7 +13,8 @@ from torch import nn
 from findvl.pretrain.config import ObjectiveConfig, OptimConfig
 from findvl.pretrain.data import PretrainData
 from findvl.pretrain.evaluate import evaluate_model
-from findvl.pretrain.losses import balanced_class_weight, clip_loss, dense_loss
+from findvl.pretrain.hierarchical_model import DenseHierarchicalClip
+from findvl.pretrain.losses import balanced_class_weight, clip_loss, multilevel_dense_loss
 from findvl.pretrain.model import DenseClipModel
 
 
@@ -113,7 +114,7 @@ def dense_class_weight(data: PretrainData, objective: ObjectiveConfig) -> torch.
 
 
 def train_step(
-    model: DenseClipModel,
+    model: DenseClipModel | DenseHierarchicalClip,
     data: PretrainData,
     images: torch.Tensor,
     captions: torch.Tensor,
@@ -142,14 +143,14 @@ def train_step(
     contrastive = clip_loss(
         out.image_embeds, out.text_embeds[:batch], out.logit_scale, out.text_embeds[batch:]
     )
-    dense = dense_loss(out.patch_logits, counts, class_weight)
+    dense = multilevel_dense_loss(out.patch_logits, counts, class_weight)
     loss = contrastive + objective.dense_weight * dense
     parts = {"loss": loss.item(), "clip": contrastive.item(), "dense": dense.item()}
     return loss, parts
 
 
 def train(
-    model: DenseClipModel,
+    model: DenseClipModel | DenseHierarchicalClip,
     data: PretrainData,
     *,
     holdout: PretrainData | None,
@@ -180,7 +181,9 @@ def train(
         model.train()
         images = batches.next()
         captions = data.sample_captions(images, generator)
-        masked = budget.progress(step) < 1.0 - objective.unmasked_tail
+        masked = model.supports_patch_drop and (
+            budget.progress(step) < 1.0 - objective.unmasked_tail
+        )
         ratio = objective.mask_ratio if masked else 0.0
         keep = random_keep(len(images), data.patch_counts.shape[1], ratio, generator)
         loss, parts = train_step(
@@ -210,7 +213,7 @@ def train(
 
 
 def _record(
-    step: int, window: list[dict], lr: float, model: DenseClipModel, holdout: PretrainData | None
+    step: int, window: list[dict], lr: float, model: nn.Module, holdout: PretrainData | None
 ) -> dict:
     record: dict = {"step": step}
     for key in window[0]:
@@ -223,5 +226,6 @@ def _record(
             holdout_t2i_r1=round(metrics.recall_at_1.text_to_image, 2),
             holdout_dense_acc=round(metrics.dense.all_patches, 2),
             holdout_thing_acc=round(metrics.dense.thing_patches, 2),
+            holdout_thing_acc_levels=[round(d.thing_patches, 2) for d in metrics.dense_levels],
         )
     return record

@@ -8,35 +8,14 @@ worker processes (with prefetch) while the model trains on the current one.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from findvl.data.dataset import Sample
+from findvl.data.readers.dataset import Sample
+from findvl.data.readers.vocabulary import Vocabulary
 from findvl.data.training import ExampleConfig, TrainExample, make_example
 from findvl.train.config import TrainConfig
-
-
-@dataclass
-class Vocabulary:
-    """Class names of a dataset and the map from category id to class index."""
-
-    names: list[str]
-    index: dict[int, int]
-    isthing: list[bool]
-
-
-def dataset_vocabulary(root: str, split: str) -> Vocabulary:
-    from findvl.data.coco import read_panoptic
-    from findvl.data.dataset import DatasetPaths
-
-    paths = DatasetPaths.standard(root, split)
-    _, categories = read_panoptic(paths.panoptic_json, paths.panoptic_dir, paths.image_dir)
-    cats = sorted(categories, key=lambda c: c.id)
-    return Vocabulary(
-        [c.name for c in cats], {c.id: i for i, c in enumerate(cats)}, [c.isthing for c in cats]
-    )
 
 
 class BatchSource:

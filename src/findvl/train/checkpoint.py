@@ -2,8 +2,11 @@
 
 A checkpoint is a directory ``run_dir/step_XXXXXXXX`` holding
 
-* ``model.safetensors`` — the model's state dict (minus ``skip_prefixes``, e.g. frozen
-  foundation models that are rebuilt from their own files);
+* the model: for a :class:`~findvl.model.find.FindModel` saved with its ``model_config``, a
+  model file (:mod:`findvl.model_file`: ``config.json``, ``model.safetensors`` with the learned
+  weights only, the frozen foundation models referenced by path and hash, ``vocabulary.json``)
+  that inference loads without this package; for any other module ``model.safetensors`` holds
+  its state dict (minus ``skip_prefixes``);
 * ``optimizer.safetensors`` + ``optimizer.json`` — the optimizer state dict, flattened: tensors
   under ``state.<param id>.<name>``, param groups and Python-number state in JSON;
 * ``rng.safetensors`` — torch CPU (and CUDA) generator states;
@@ -15,39 +18,49 @@ A checkpoint is a directory ``run_dir/step_XXXXXXXX`` holding
 
 Directories are written under a temporary name, fsynced and renamed, then the ``latest``
 pointer file is replaced atomically; older checkpoints are pruned to the last ``keep_last``.
+Reading (:func:`find_latest`, :func:`is_complete`) lives in :mod:`findvl.run_files`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
-from findvl.train.checkpoint_integrity import (
+from findvl.config import ModelConfig
+from findvl.model_file import (
     check_finite,
-    check_hashes,
     check_model_tensors,
-    file_hashes,
+    load_learned_weights,
+    read_model_config,
+    save_tensors,
+    write_model_file,
 )
-from findvl.train.optim_state import flatten_optimizer_state, unflatten_optimizer_state
+from findvl.run_files import (  # noqa: F401  (find_latest, is_complete: re-exported)
+    FORMAT,
+    STEP_DIR,
+    TENSOR_FILES,
+    VERSION,
+    file_hashes,
+    find_latest,
+    is_complete,
+    read_state,
+    step_dirs,
+)
+from findvl.train.optim_state import (  # noqa: F401  (re-exported)
+    flatten_optimizer_state,
+    unflatten_optimizer_state,
+)
 from findvl.train.rng import restore_rng as _restore_rng
 from findvl.train.rng import rng_json as _rng_json
 from findvl.train.rng import rng_tensors as _rng_tensors
-
-FORMAT = "findvl-train-checkpoint"
-VERSION = 1
-STEP_DIR = re.compile(r"^step_(\d{8,})$")
-TENSOR_FILES = ("model.safetensors", "optimizer.safetensors", "rng.safetensors")
 
 
 @dataclass
@@ -102,20 +115,6 @@ def _write_json(path: Path, value: Any) -> None:
         os.fsync(f.fileno())
 
 
-def _save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    seen: set[int] = set()
-    out = {}
-    for key, value in tensors.items():
-        value = value.detach().cpu().contiguous()
-        if value.numel() and value.untyped_storage().data_ptr() in seen:
-            value = value.clone()  # safetensors refuses tensors that share memory
-        if value.numel():
-            seen.add(value.untyped_storage().data_ptr())
-        out[key] = value
-    save_file(out, str(path))
-    _fsync_file(path)
-
-
 # --- save ------------------------------------------------------------------------------------
 
 
@@ -154,6 +153,9 @@ def save_checkpoint(
     data_position: dict[str, Any] | None = None,
     skip_prefixes: tuple[str, ...] = (),
     keep_last: int | None = 3,
+    model_config: ModelConfig | None = None,
+    vocabulary: dict[str, Any] | None = None,
+    base: str | Path | None = None,
 ) -> Path:
     """Write the training state atomically to ``run_dir/step_XXXXXXXX``.
 
@@ -168,12 +170,20 @@ def save_checkpoint(
         config: run configuration (JSON-able).
         data_position: where the data stream resumes (JSON-able).
         skip_prefixes: model state keys starting with these are not saved (frozen parts
-            rebuilt from their own weights); loading expects the same prefixes.
+            rebuilt from their own weights); loading expects the same prefixes. Not with
+            ``model_config`` (the model file knows its frozen parts).
         keep_last: prune to this many complete checkpoints; ``None`` keeps all.
+        model_config: the config ``model`` was built from: the model is written as a model
+            file (:func:`findvl.model_file.write_model_file`).
+        vocabulary: the model file's ``{"names": [...], "isthing": [...]}``.
+        base: what relative encoder paths of ``model_config`` are relative to (None: the
+            working directory).
 
     Returns:
         The checkpoint directory.
     """
+    if model_config is not None and skip_prefixes:
+        raise ValueError("save_checkpoint: skip_prefixes and model_config exclude each other")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     name = step_dir_name(step)
@@ -187,6 +197,7 @@ def save_checkpoint(
         if scheduler is not None
         else None,
         "skip_prefixes": list(skip_prefixes),
+        "model_file": model_config is not None,
         "has_optimizer": optimizer is not None,
         "rng": _rng_json(),
     }
@@ -199,9 +210,12 @@ def save_checkpoint(
         opt_tensors, opt_meta = flatten_optimizer_state(optimizer.state_dict())
         opt_meta = _json_checked(opt_meta, "optimizer state (non-tensor part)")
         _write_json(tmp / "optimizer.json", opt_meta)
-    _save_tensors(tmp / "model.safetensors", _model_tensors(model, skip_prefixes))
-    _save_tensors(tmp / "optimizer.safetensors", opt_tensors)
-    _save_tensors(tmp / "rng.safetensors", _rng_tensors())
+    if model_config is not None:
+        write_model_file(tmp, model, model_config, vocabulary=vocabulary, base=base)
+    else:
+        save_tensors(tmp / "model.safetensors", _model_tensors(model, skip_prefixes))
+    save_tensors(tmp / "optimizer.safetensors", opt_tensors)
+    save_tensors(tmp / "rng.safetensors", _rng_tensors())
     state["files"] = {p.name: p.stat().st_size for p in sorted(tmp.iterdir())}
     state["hashes"] = file_hashes(tmp)
     _write_json(tmp / "state.json", state)
@@ -217,75 +231,6 @@ def save_checkpoint(
 # --- find / prune ----------------------------------------------------------------------------
 
 
-def _read_state(path: Path, *, verify: bool = False) -> dict[str, Any]:
-    """``state.json`` of a checkpoint after checking it against the files (sizes; also the
-    content hashes with ``verify``); ``ValueError`` if the checkpoint is incomplete or
-    corrupt, ``FileNotFoundError`` if it is not there."""
-    state_file = path / "state.json"
-    if not state_file.is_file():
-        raise FileNotFoundError(f"checkpoint {path} has no state.json (incomplete or missing)")
-    try:
-        state = json.loads(state_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
-        raise ValueError(f"checkpoint {path}: state.json is unreadable: {err!r:.200}") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise ValueError(f"checkpoint {path}: state.json is not a {FORMAT} file")
-    if state.get("version") != VERSION:
-        raise ValueError(f"checkpoint {path}: unsupported version {state.get('version')!r}")
-    for name, size in state.get("files", {}).items():
-        file = path / name
-        if not file.is_file() or file.stat().st_size != size:
-            raise ValueError(f"checkpoint {path}: {name} is missing or has the wrong size")
-    if verify and "hashes" in state:
-        check_hashes(path, state["hashes"])
-    for name in TENSOR_FILES:
-        try:
-            with safe_open(str(path / name), framework="pt") as f:
-                f.keys()
-        except Exception as err:  # safetensors raises its own error types
-            raise ValueError(f"checkpoint {path}: {name} is unreadable: {err}") from err
-    return state
-
-
-def is_complete(path: str | Path, *, verify: bool = False) -> bool:
-    """Whether ``path`` holds a complete, readable checkpoint (``verify``: hashes match too)."""
-    return _problem(Path(path), verify=verify) is None
-
-
-def _problem(path: Path, *, verify: bool) -> str | None:
-    """Why ``path`` is not a usable checkpoint, or None."""
-    try:
-        _read_state(path, verify=verify)
-    except (OSError, ValueError) as error:
-        return str(error)
-    return None
-
-
-def _step_dirs(run_dir: Path) -> list[tuple[int, Path]]:
-    if not run_dir.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in run_dir.iterdir() if (m := STEP_DIR.match(p.name))]
-    return sorted(found, reverse=True)
-
-
-def find_latest(run_dir: str | Path) -> Path | None:
-    """The complete checkpoint with the highest step in ``run_dir``, or ``None``.
-
-    Incomplete or corrupt directories (wrong sizes or content hashes) are skipped, and the
-    fallback to an older step is reported on stderr naming both; the ``latest`` pointer is not
-    trusted for this.
-    """
-    skipped: list[tuple[Path, str]] = []
-    for _, path in _step_dirs(Path(run_dir)):
-        problem = _problem(path, verify=True)
-        if problem is None:
-            for bad, why in skipped:
-                print(f"warning: skipping {bad} ({why}); using {path}", file=sys.stderr)
-            return path
-        skipped.append((path, problem))
-    return None
-
-
 def prune_checkpoints(run_dir: str | Path, *, keep_last: int) -> list[Path]:
     """Delete all but the ``keep_last`` newest complete checkpoints, older incomplete ones and
     leftovers of interrupted saves of this process. Returns the deleted paths."""
@@ -294,7 +239,7 @@ def prune_checkpoints(run_dir: str | Path, *, keep_last: int) -> list[Path]:
     run_dir = Path(run_dir)
     removed: list[Path] = []
     kept = 0
-    for _, path in _step_dirs(run_dir):
+    for _, path in step_dirs(run_dir):
         if kept < keep_last and is_complete(path):
             kept += 1
             continue
@@ -345,6 +290,7 @@ def load_checkpoint(
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     restore_rng: bool = True,
     map_location: str = "cpu",
+    model_config: ModelConfig | None = None,
 ) -> TrainState:
     """Restore a checkpoint written by :func:`save_checkpoint` into live objects.
 
@@ -358,18 +304,23 @@ def load_checkpoint(
         scheduler: scheduler to restore.
         restore_rng: also restore Python, NumPy and torch RNG states.
         map_location: device for the loaded tensors before they are copied in.
+        model_config: for a model-file checkpoint, the config ``model`` was built from (its
+            encoder paths are checked against the saved hashes); None: ``model.config``, else
+            the saved one.
 
     Returns:
         The :class:`TrainState` (step, config, data position).
     """
     path = Path(path)
-    state = _read_state(path, verify=True)
-    skip = tuple(state["skip_prefixes"])
-    loaded = load_file(str(path / "model.safetensors"), device=map_location)
-    check_finite(path, loaded, "model.safetensors")
-    expected = _model_tensors(model, skip)
-    check_model_tensors(path, loaded, expected)
-    model.load_state_dict(loaded, strict=False)
+    state = read_state(path, verify=True)
+    if state.get("model_file"):
+        config = model_config or getattr(model, "config", None) or read_model_config(path)
+        load_learned_weights(path, model, config, map_location=map_location)
+    else:
+        loaded = load_file(str(path / "model.safetensors"), device=map_location)
+        check_finite(path, loaded, "model.safetensors")
+        check_model_tensors(path, loaded, _model_tensors(model, tuple(state["skip_prefixes"])))
+        model.load_state_dict(loaded, strict=False)
     if optimizer is not None:
         if not state["has_optimizer"]:
             raise ValueError(f"checkpoint {path} holds no optimizer state")

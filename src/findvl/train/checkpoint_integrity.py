@@ -2,83 +2,26 @@
 
 A checkpoint's ``state.json`` records the SHA-256 of every other file; a file whose bytes
 changed without changing its size (bit rot, a partial overwrite) is then caught at load time
-instead of loading weights that predict nothing.
+instead of loading weights that predict nothing. The checks themselves live with the readers
+(:mod:`findvl.run_files`, :mod:`findvl.model_file`), so inference needs no training code.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
 from pathlib import Path
 
-import torch
+from findvl.model_file import (  # noqa: F401  (re-exported)
+    check_finite,
+    check_model_tensors,
+    file_sha256,
+)
+from findvl.run_files import check_hashes, file_hashes  # noqa: F401  (re-exported)
 
-_CHUNK = 1 << 20
 _TMP_DIR = re.compile(r"^\.tmp-(step_\d{8,})-\d+$")
 _OLD_DIR = re.compile(r"^\.old-(step_\d{8,})-\d+$")
-
-
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def file_hashes(directory: Path) -> dict[str, str]:
-    """``{file name: SHA-256}`` of every file in ``directory`` (sorted by name)."""
-    return {p.name: file_sha256(p) for p in sorted(directory.iterdir()) if p.is_file()}
-
-
-def check_hashes(path: Path, hashes: dict[str, str]) -> None:
-    """``ValueError`` naming the first file of checkpoint ``path`` whose hash differs."""
-    if not isinstance(hashes, dict):
-        raise ValueError(f"checkpoint {path}: state.json field 'hashes' is not an object")
-    for name, expected in sorted(hashes.items()):
-        file = path / name
-        if "/" in name or name.startswith(".") or not file.is_file():
-            raise ValueError(f"checkpoint {path}: {name} is missing")
-        if file_sha256(file) != expected:
-            raise ValueError(
-                f"checkpoint {path}: {name} does not match its recorded SHA-256 (the file is "
-                "damaged; restore it or use another checkpoint)"
-            )
-
-
-def check_model_tensors(
-    path: Path, loaded: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]
-) -> None:
-    """``ValueError`` naming missing, unexpected and differently shaped model tensors."""
-    missing = sorted(set(expected) - set(loaded))
-    unexpected = sorted(set(loaded) - set(expected))
-    mismatched = [
-        f"{k}: checkpoint {tuple(loaded[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in sorted(set(loaded) & set(expected))
-        if loaded[k].shape != expected[k].shape
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing keys {missing}")
-    if unexpected:
-        problems.append(f"unexpected keys {unexpected}")
-    if mismatched:
-        problems.append(f"shape mismatches [{'; '.join(mismatched)}]")
-    if problems:
-        raise ValueError(f"checkpoint {path / 'model.safetensors'}: " + ", ".join(problems))
-
-
-def check_finite(path: Path, tensors: dict[str, torch.Tensor], file: str) -> None:
-    """``ValueError`` naming the first floating-point tensor holding NaN or infinity."""
-    for name, tensor in tensors.items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise ValueError(
-                f"checkpoint {path}: {file}: {name} holds NaN or infinite values (the run "
-                "diverged before this save; use an earlier checkpoint)"
-            )
 
 
 def clean_interrupted_saves(run_dir: Path) -> list[Path]:

@@ -20,7 +20,6 @@ from findvl.data.clicks import clicks_to_masks, next_click
 from findvl.data.training import TrainExample
 from findvl.model.find import FindModel
 from findvl.model.requests import InteractiveSegmentation, VisualPrompt
-from findvl.postprocess import to_original
 
 
 def correction_round(
@@ -52,16 +51,7 @@ def correction_round(
     result = list(examples)
     for b, i in enumerate(rows):
         ex = examples[i]
-        logits = (
-            to_original(
-                best[b, :1],
-                input_size=out.input_sizes[b],
-                canvas=out.canvas,
-                original_size=out.original_sizes[b],
-            )[0]
-            .float()
-            .cpu()
-        )
+        logits = out.to_original(best[b, :1], b)[0].float().cpu()
         gt = ex.masks[ex.prompt_segments[0]].numpy()
         positive = ex.prompts[0].clone()
         negative = torch.zeros_like(positive)

@@ -36,6 +36,15 @@ from findvl.train.batched_losses import (
 from findvl.train.losses import LossWeights, infonce, mask_losses
 from findvl.train.matcher import HungarianMatcher, panoptic_class_costs, proposal_class_cost
 
+#: The targeted segmentation tasks: the name of their loss terms (``NAME_ce``, ``NAME_bce``,
+#: ``NAME_dice``; the same name as their metrics) and the :class:`TrainExample` field that gives
+#: each target's segment.
+TARGETED_TASKS: dict[str, tuple[str, str]] = {
+    "grounded_segmentation": ("grounding", "phrase_segments"),
+    "interactive_segmentation": ("interactive", "prompt_segments"),
+    "interleave_segmentation": ("interleave", "entity_segments"),
+}
+
 
 def build_requests(examples: list[TrainExample], class_names: list[str]) -> list:
     """One request per task for a batch; a task is left out if some image has no target."""
@@ -137,12 +146,8 @@ class FindCriterion:
         terms: dict[str, torch.Tensor] = {}
         if out.generic_segmentation is not None:
             terms.update(self._panoptic(out, examples, gts, generator))
-        pairs = (
-            ("grounding", out.grounded_segmentation, "phrase_segments"),
-            ("spatial", out.interactive_segmentation, "prompt_segments"),
-            ("interleave", out.interleave_segmentation, "entity_segments"),
-        )
-        for name, task_out, field in pairs:
+        for task, (name, field) in TARGETED_TASKS.items():
+            task_out = getattr(out, task)
             if task_out is not None:
                 terms.update(self._targeted(name, task_out, examples, gts, field, generator))
         # The initial predictions (layer 0) come from the learned queries alone, the same for

@@ -20,6 +20,14 @@ import torch.nn.functional as F
 
 from findvl.train.point_sampling import point_sample, uncertain_point_coords
 
+#: Loss-weight keys that earlier runs wrote, and their present names (one name per task: the
+#: interactive-segmentation terms were called ``spatial_*``).
+RENAMED_WEIGHTS = {
+    "spatial_ce": "interactive_ce",
+    "spatial_bce": "interactive_bce",
+    "spatial_dice": "interactive_dice",
+}
+
 
 @dataclass(frozen=True)
 class LossWeights:
@@ -29,9 +37,9 @@ class LossWeights:
     mask_bce: float = 5.0
     mask_dice: float = 5.0
     no_object: float = 0.1  # CE weight of the no-object class
-    spatial_ce: float = 0.4  # interactive: CE over proposals
-    spatial_bce: float = 1.0
-    spatial_dice: float = 1.0
+    interactive_ce: float = 0.4  # interactive: CE over proposals
+    interactive_bce: float = 1.0
+    interactive_dice: float = 1.0
     grounding_ce: float = 0.4
     grounding_bce: float = 1.0
     grounding_dice: float = 1.0
@@ -48,7 +56,10 @@ class LossWeights:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> LossWeights:
-        """Build from a (possibly partial) mapping; unknown keys raise ``ValueError``."""
+        """Build from a (possibly partial) mapping; unknown keys raise ``ValueError``.
+
+        Keys of earlier runs (:data:`RENAMED_WEIGHTS`) are read under their present name."""
+        values = {RENAMED_WEIGHTS.get(k, k): v for k, v in values.items()}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from findvl.build import build_model
-from findvl.data.dataset import load_dataset
+from findvl.data.readers.dataset import load_dataset
+from findvl.data.readers.vocabulary import dataset_vocabulary
 from findvl.data.training import TrainExample
 from findvl.model.find import FindModel
 from findvl.model.requests import (
@@ -32,7 +33,7 @@ from findvl.model.requests import (
     InterleaveSegmentation,
 )
 from findvl.train import distributed as dist
-from findvl.train.batches import BatchSource, batch_loader, dataset_vocabulary
+from findvl.train.batches import BatchSource, batch_loader
 from findvl.train.checkpoint import find_latest, load_checkpoint, save_checkpoint
 from findvl.train.checkpoint_integrity import clean_interrupted_saves
 from findvl.train.config import TrainConfig, load_train_config
@@ -156,6 +157,8 @@ class Trainer:
             },
             data_position={"step": self.step},
             keep_last=self.config.keep_last,
+            model_config=self.config.model,  # a model file: learned weights + config.json
+            vocabulary={"names": self.vocab.names, "isthing": self.vocab.isthing},
         )
 
     def train_step(self, batches: Iterator[list[TrainExample]] | None = None) -> dict[str, float]:

@@ -1,0 +1,50 @@
+"""Grounded segmentation: one mask per referring phrase of each image."""
+
+from __future__ import annotations
+
+from findvl.model import assemble
+from findvl.model.outputs import TargetedSegmentationOutput
+from findvl.model.requests import GroundedSegmentation
+from findvl.model.sequence_types import InterfaceOutput
+from findvl.model.slots import proposal_slot, query_slot, text_slot
+from findvl.model.tasks.base import SlotContext, TaskModel, TaskSlots, TaskSpec, check_rows
+
+NAME = "grounded_segmentation"
+PROPOSALS, QUERIES, TOKENS = f"{NAME}/p.grounding", f"{NAME}/q.description", f"{NAME}/t.description"
+
+
+def check(request: GroundedSegmentation, batch: int) -> None:
+    check_rows(request, "phrases", batch)
+
+
+def slots(model: TaskModel, context: SlotContext, request: GroundedSegmentation) -> TaskSlots:
+    """Grounding proposals, one description query per phrase, the tokens of every phrase."""
+    flat = [p for phrases in request.phrases for p in phrases]
+    text = model.encode_text(flat, f"{NAME}.phrases")
+    groups, start = [], 0
+    for phrases in request.phrases:
+        groups.append(list(range(start, start + len(phrases))))
+        start += len(phrases)
+    return TaskSlots(
+        [
+            proposal_slot(model.interface, PROPOSALS, context.batch),
+            query_slot(model.interface, QUERIES, [len(p) for p in request.phrases]),
+            text_slot(TOKENS, text, groups),
+        ]
+    )
+
+
+def assemble_output(
+    model: TaskModel, out: InterfaceOutput, request: GroundedSegmentation, built: TaskSlots
+) -> TargetedSegmentationOutput:
+    """Scores ``[B,T,N]``: ``exp(logit_scale)·cos`` of the semantic embeddings (the
+    temperature capped where the conventions say so)."""
+    scale = model.logit_scale.exp()
+    cap = model.conventions.grounding_scale_cap
+    if cap is not None:
+        scale = scale.clamp(max=cap)
+    score = assemble.semantic_cosine(scale)
+    return assemble.targeted(out, PROPOSALS, QUERIES, built.valid(QUERIES), score)
+
+
+TASK = TaskSpec(NAME, GroundedSegmentation, check, slots, assemble_output)

@@ -1,0 +1,209 @@
+"""``findvl pretrain-encoders``: exported directories load through findvl's own adapters."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from findvl.cli import COMMANDS, build_parser, main
+from findvl.data.synth.write import SynthConfig, write_synth
+from findvl.encoders.loading import (
+    CLIP_MEAN,
+    CLIP_STD,
+    load_language_encoder,
+    load_vision_encoder,
+)
+from findvl.encoders.preprocess import preprocess_images
+from findvl.pretrain.export import stored_statistics
+
+HIDDEN = 64  # the default tower width
+
+
+@pytest.fixture(autouse=True)
+def _hf_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+
+
+@pytest.fixture(scope="module")
+def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("synth")
+    write_synth(SynthConfig(root, 40, seed=0, size=64, holdout_combos=True), progress=False)
+    write_synth(
+        SynthConfig(root, 8, seed=1, size=64, split="val", holdout_combos=True), progress=False
+    )
+    return root
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("pretrained")
+    argv = ["pretrain-encoders", "--data", str(tiny_world), "--out", str(out), "--steps", "4",
+            "--batch-size", "8", "--threads", "1", "--no-progress", "--overwrite"]  # fmt: skip
+    threads = torch.get_num_threads()
+    try:
+        assert main(argv) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
+def test_the_command_is_registered_and_has_help(capsys: pytest.CaptureFixture) -> None:
+    assert "pretrain-encoders" in COMMANDS
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["pretrain-encoders", "-h"])
+    assert exit_info.value.code == 0
+    assert "--minutes" in capsys.readouterr().out
+
+
+def test_steps_and_minutes_are_exclusive() -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(
+            ["pretrain-encoders", "--data", "d", "--out", "o", "--steps", "2", "--minutes", "1"]
+        )
+
+
+def test_vision_directory_loads_as_a_regnet_with_its_own_levels(exported: Path) -> None:
+    directory = exported / "synth-clip-vision"
+    config = json.loads((directory / "config.json").read_text())
+    assert config["model_type"] == "regnet"
+    assert (directory / "model.safetensors").is_file()
+    assert (directory / "visual_projection.safetensors").is_file()
+    encoder = load_vision_encoder(directory, longest_side=64)
+    assert encoder.model_type == "regnet"
+    assert encoder.norm.mean == stored_statistics(CLIP_MEAN)  # the training normalisation
+    batch = preprocess_images([torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8)], encoder.norm)
+    with torch.no_grad():
+        levels = encoder(batch.pixels)
+    assert {k: tuple(v.shape) for k, v in levels.items()} == {
+        "res2": (1, 32, 32, 32), "res3": (1, 48, 16, 16),
+        "res4": (1, 96, 8, 8), "res5": (1, 144, 4, 4),
+    }  # fmt: skip
+    assert all(not p.requires_grad for p in encoder.backbone.parameters())
+
+
+@pytest.fixture(scope="module")
+def exported_vit(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("pretrained_vit")
+    argv = ["pretrain-encoders", "--data", str(tiny_world), "--out", str(out), "--steps", "4",
+            "--batch-size", "8", "--threads", "1", "--no-progress", "--vision", "vit"]  # fmt: skip
+    threads = torch.get_num_threads()
+    try:
+        assert main(argv) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
+def test_vit_vision_directory_loads_as_a_clip_pyramid(exported_vit: Path) -> None:
+    directory = exported_vit / "synth-clip-vision"
+    config = json.loads((directory / "config.json").read_text())
+    assert config["model_type"] == "clip_vision_model"
+    report = json.loads((exported_vit / "pretrain.json").read_text())
+    assert report["longest_side"] == 64 and report["grid_stride"] == 4
+    recall = report["metrics"]["recall_at_1"]
+    for key in ("image_to_text", "text_to_image"):  # in-memory model == exported directories
+        assert report["exported_recall_at_1"][key] == pytest.approx(recall[key])
+    assert (directory / "model.safetensors").is_file()
+    encoder = load_vision_encoder(
+        directory, out_channels=32, longest_side=64, grid_stride=4, dtype="fp32"
+    )
+    assert encoder.model_type == "clip_vision_model"
+    assert encoder.norm.mean == stored_statistics(CLIP_MEAN)  # the training normalisation
+    assert encoder.norm.std == stored_statistics(CLIP_STD)
+    batch = preprocess_images([torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8)], encoder.norm)
+    assert tuple(batch.pixels.shape) == (1, 3, 64, 64)
+    with torch.no_grad():
+        grid = encoder.grid(batch.pixels)
+        levels = encoder(batch.pixels)
+    assert tuple(grid.shape) == (1, HIDDEN, 16, 16)  # the 16x16 patch grid of the 64 px image
+    assert {k: tuple(v.shape) for k, v in levels.items()} == {
+        "res2": (1, 32, 16, 16), "res3": (1, 32, 8, 8),
+        "res4": (1, 32, 4, 4), "res5": (1, 32, 2, 2),
+    }  # fmt: skip
+    assert all(not p.requires_grad for p in encoder.backbone.parameters())
+
+
+def test_text_directory_loads_as_a_clip_text_encoder(exported: Path) -> None:
+    directory = exported / "synth-clip-text"
+    assert json.loads((directory / "config.json").read_text())["model_type"] == "clip_text_model"
+    encoder = load_language_encoder(directory, layer=None, dtype="fp32", max_length=77)
+    texts = ["a white hexagon", "A picture of two stars over sand."]
+    out = encoder.encode(texts)
+    lengths = out.mask.sum(1)
+    assert out.features.shape == (2, int(lengths.max()), HIDDEN)
+    assert out.sentence.shape == (2, HIDDEN)
+    assert lengths.tolist() == [5, 10]  # BOS + words/punctuation + EOS
+    ids = encoder.tokenizer(texts, padding="longest", return_tensors="pt")["input_ids"]
+    eot = encoder.eot_index(ids, out.mask)
+    assert eot.tolist() == (lengths - 1).tolist()
+    assert (ids[torch.arange(2), eot] == encoder.tokenizer.eos_token_id).all()
+    spans = [texts[0][a:b] for a, b in out.offsets[0].tolist() if b > a]
+    assert spans == ["a", "white", "hexagon"]
+
+
+def test_logs_report_and_exported_parity(exported: Path) -> None:
+    records = [
+        json.loads(line) for line in (exported / "pretrain-log.jsonl").read_text().splitlines()
+    ]
+    assert records[-1]["step"] == 4
+    assert {"loss", "clip", "dense", "holdout_i2t_r1", "holdout_dense_acc"} <= set(records[-1])
+    report = json.loads((exported / "pretrain.json").read_text())
+    assert report["eval_split"] == "val"
+    assert report["longest_side"] == 64 and report["grid_stride"] is None
+    assert report["summary"]["steps"] == 4
+    recall = report["metrics"]["recall_at_1"]
+    for key in ("image_to_text", "text_to_image"):  # in-memory model == exported directories
+        assert report["exported_recall_at_1"][key] == pytest.approx(recall[key])
+    assert 0 <= report["metrics"]["dense"]["all_patches"] <= 100
+    assert report["config"]["objective"]["hard_negatives"] is False  # the default objective
+
+
+def test_existing_outputs_are_not_replaced_without_overwrite(
+    exported: Path, tiny_world: Path, capsys: pytest.CaptureFixture
+) -> None:
+    argv = ["pretrain-encoders", "--data", str(tiny_world), "--out", str(exported), "--steps", "1"]
+    assert main(argv) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_the_same_seed_gives_the_same_weights(
+    exported: Path, tiny_world: Path, tmp_path: Path
+) -> None:
+    from safetensors.torch import load_file
+
+    argv = ["pretrain-encoders", "--data", str(tiny_world), "--out", str(tmp_path), "--steps", "4",
+            "--batch-size", "8", "--threads", "1", "--no-progress"]  # fmt: skip
+    threads = torch.get_num_threads()
+    try:
+        assert main(argv) == 0
+    finally:
+        torch.set_num_threads(threads)
+    for tower in ("synth-clip-vision", "synth-clip-text"):
+        first = load_file(exported / tower / "model.safetensors")
+        second = load_file(tmp_path / tower / "model.safetensors")
+        assert first.keys() == second.keys()
+        assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_the_plain_clip_objective_is_still_available(
+    exported: Path, tiny_world: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from safetensors.torch import load_file
+
+    argv = ["pretrain-encoders", "--data", str(tiny_world), "--out", str(tmp_path), "--steps", "4",
+            "--batch-size", "8", "--threads", "1", "--no-progress"]  # fmt: skip
+    assert main([*argv, "--thing-weight", "0"]) == 2
+    assert "--thing-weight" in capsys.readouterr().err
+    threads = torch.get_num_threads()
+    try:
+        assert main([*argv, "--hard-negatives", "--thing-weight", "2"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    objective = json.loads((tmp_path / "pretrain.json").read_text())["config"]["objective"]
+    assert objective["hard_negatives"] is True and objective["thing_weight"] == 2.0
+    first = load_file(exported / "synth-clip-text" / "model.safetensors")
+    second = load_file(tmp_path / "synth-clip-text" / "model.safetensors")
+    assert not all(torch.equal(first[k], second[k]) for k in first)
