@@ -95,7 +95,7 @@ def test_no_library_module_imports_the_command_line():
 LAYERS = [
     ("cli", "__main__"),
     ("quickstart", "report", "report_pictures", "demo"),
-    ("evaluation", "index", "train", "pretrain", "convert"),
+    ("evaluation", "index", "train", "pretrain", "convert", "export"),
     ("predictor", "runs"),
     ("build", "model_file", "run_files"),
     ("model", "postprocess"),

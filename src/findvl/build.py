@@ -164,7 +164,8 @@ def build_model(config: ModelConfig) -> FindModel:
 
 
 def set_trainable(model: FindModel, config: ModelConfig) -> None:
-    """Freeze the parts the config marks as pretrained (lang_proj and logit_scale always learn).
+    """Freeze the parts the config marks as pretrained or fixed (logit_scale always learns;
+    lang_proj unless ``language.proj_trainable`` is false).
 
     Hugging Face adapters freeze their pretrained weights themselves (their new feature pyramid
     stays trainable), so only the built-in encoders follow the ``trainable`` flags.
@@ -177,6 +178,7 @@ def set_trainable(model: FindModel, config: ModelConfig) -> None:
     for module, flag in parts:
         for p in module.parameters():
             p.requires_grad_(flag)
+    model.lang_proj.requires_grad_(config.language.proj_trainable)
 
 
 def build_preset(name: str, *, seed: int | None = 0) -> FindModel:

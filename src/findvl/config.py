@@ -26,6 +26,7 @@ PixelScores = Literal["dot", "cosine"]
 PointConvention = Literal["center", "official"]
 #: Text embedded for a class: the bare name or the official description prompt.
 ClassPrompt = Literal["name", "describe"]
+ClassTable = Literal["interface", "text"]
 
 
 @dataclass
@@ -62,6 +63,11 @@ class LanguageConfig:
     # by (0.02, the official value, is that rule for a ~2.5k-wide LLM; for a 64-wide encoder it
     # makes every text token ~8x smaller than the queries and all captions/phrases look alike)
     proj_init_std: float | None = None
+    # False freezes lang_proj at its random start (a full-rank map of the whitened features).
+    # Learnt on the quickstart, the 8 shape classes' embeddings collapse to one direction
+    # (cos 1.00) while the queries cannot yet tell shapes apart, and a softmax over equal
+    # class embeddings gives no gradient that would separate them again
+    proj_trainable: bool = True
     # initial log temperature of every cosine score (official: 1.0, i.e. scale e; released
     # weights bring their learned value). With scale e, K classes at cos 0 and the right one
     # at cos 1, the best class probability is 1/(1+K/e): below the 0.8 object threshold for
@@ -115,6 +121,12 @@ class ConventionsConfig:
     points_per_level: bool = False  # True: each level draws its own points (official)
     class_prompt: ClassPrompt = "name"  # "describe": "Describe the concept of {name}."
     grounding_scale_cap: float | None = None  # official: exp(logit_scale) capped at 100
+    # where class embeddings come from: "interface" (FIND: a class query attends the class
+    # name's tokens in a text-only pass) or "text" (X-Decoder's: the name's projected
+    # end-of-text token). With weak frozen vision features the interface maps the 8 shape
+    # names to one embedding from the start (cos 0.997 at initialisation, 0.99 after
+    # training) and a softmax over equal class embeddings never separates them again
+    class_table: ClassTable = "interface"
 
 
 @dataclass

@@ -36,18 +36,46 @@ class MultiheadAttention(nn.Module):
         nn.init.xavier_uniform_(self.in_proj_weight)
         nn.init.zeros_(self.out_proj.bias)
 
-    def forward(
-        self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, allowed: torch.Tensor
-    ) -> torch.Tensor:
-        """``query [B,Nq,D]``, ``key/value [B,Nk,D]``, ``allowed [B,Nq,Nk]`` -> ``[B,Nq,D]``."""
+    def project_kv(
+        self, key: torch.Tensor, value: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Key and value projections, ``[B,Nk,D]`` -> ``[B,H,Nk,D/H]`` each (cacheable)."""
+        b, _, d = key.shape
+        h = self.num_heads
+        _, wk, wv = self.in_proj_weight.chunk(3)
+        _, bk, bv = self.in_proj_bias.chunk(3)
+        k = F.linear(key, wk, bk).view(b, -1, h, d // h).transpose(1, 2)  # BxNxD -> BxHxNxd
+        v = F.linear(value, wv, bv).view(b, -1, h, d // h).transpose(1, 2)
+        return k, v
+
+    def _qkv(self, query, key, value, prefix, *, split: bool = False):
+        """Projected heads; with ``split`` the keys and values stay lists of parts (the cached
+        prefix, then the projected ``key``), else one tensor each."""
         b, nq, d = query.shape
         h = self.num_heads
-        wq, wk, wv = self.in_proj_weight.chunk(3)
-        bq, bk, bv = self.in_proj_bias.chunk(3)
-        # BxNxD -> BxHxNx(D/H)
-        q = F.linear(query, wq, bq).view(b, nq, h, d // h).transpose(1, 2)
-        k = F.linear(key, wk, bk).view(b, -1, h, d // h).transpose(1, 2)
-        v = F.linear(value, wv, bv).view(b, -1, h, d // h).transpose(1, 2)
+        wq, bq = self.in_proj_weight.chunk(3)[0], self.in_proj_bias.chunk(3)[0]
+        q = F.linear(query, wq, bq).view(b, nq, h, d // h).transpose(1, 2)  # BxHxNxd
+        k, v = self.project_kv(key, value)
+        ks, vs = ([prefix[0], k], [prefix[1], v]) if prefix is not None else ([k], [v])
+        if split:
+            return q, ks, vs
+        return q, _cat(ks), _cat(vs)
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        allowed: torch.Tensor,
+        prefix: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """``query [B,Nq,D]``, ``key/value [B,Nk,D]``, ``allowed [B,Nq,Nk]`` -> ``[B,Nq,D]``.
+
+        ``prefix``: ``(key, value)`` already projected (:meth:`project_kv`), ``[B,H,Np,D/H]``,
+        attended before ``key``; ``allowed`` then covers ``Np + Nk`` keys.
+        """
+        b, nq, d = query.shape
+        q, k, v = self._qkv(query, key, value, prefix)
         any_allowed = allowed.any(-1, keepdim=True)  # BxNqx1
         safe = allowed | ~any_allowed  # fully blocked rows attend everything, then are zeroed
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=safe[:, None])
@@ -61,17 +89,14 @@ class MultiheadAttention(nn.Module):
         value: torch.Tensor,
         plan: BlockPlan,
         allowed: list[torch.Tensor],
+        prefix: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Block-sparse :meth:`forward`: row block ``i`` (``plan.row_index[i]``) attends only
         keys ``plan.key_index[i]`` under ``allowed[i] [B,n_i,k_i]``. Equals :meth:`forward`
         with the dense mask when no allowed pair lies outside the blocks."""
         b, nq, d = query.shape
         h = self.num_heads
-        wq, wk, wv = self.in_proj_weight.chunk(3)
-        bq, bk, bv = self.in_proj_bias.chunk(3)
-        q = F.linear(query, wq, bq).view(b, nq, h, d // h).transpose(1, 2)  # BxHxNxd
-        k = F.linear(key, wk, bk).view(b, -1, h, d // h).transpose(1, 2)
-        v = F.linear(value, wv, bv).view(b, -1, h, d // h).transpose(1, 2)
+        q, ks, vs = self._qkv(query, key, value, prefix, split=True)
         outs = []
         for rows, cols, mask in zip(plan.row_index, plan.key_index, allowed):
             if cols.numel() == 0:
@@ -80,14 +105,36 @@ class MultiheadAttention(nn.Module):
             any_allowed = mask.any(-1, keepdim=True)
             safe = mask | ~any_allowed
             out = F.scaled_dot_product_attention(
-                q.index_select(2, rows),
-                k.index_select(2, cols),
-                v.index_select(2, cols),
+                take_positions([q], rows),
+                take_positions(ks, cols),
+                take_positions(vs, cols),
                 attn_mask=safe[:, None],
             )
             outs.append(out * any_allowed[:, None])
         out = torch.cat(outs, 2).index_select(2, plan.inverse)  # back to the dense row order
         return self.out_proj(out.transpose(1, 2).reshape(b, nq, d))
+
+
+def _cat(parts: list[torch.Tensor], dim: int = 2) -> torch.Tensor:
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim)
+
+
+def take_positions(parts: list[torch.Tensor], index: torch.Tensor, dim: int = 2) -> torch.Tensor:
+    """Positions ``index`` (along ``dim``) of the concatenation of ``parts`` along ``dim``: a
+    view when they are one run of consecutive positions inside one part (a block's image
+    keys), else a copy. Either way the same values. (Under ``torch.compile`` / export: always
+    the copy, which needs no look at the index values.)"""
+    if torch.compiler.is_compiling() or index.numel() == 0:
+        return _cat(parts, dim).index_select(dim, index)
+    n = index.numel()
+    start = int(index[0])
+    if torch.equal(index, torch.arange(start, start + n, device=index.device)):
+        offset = 0
+        for part in parts:
+            if offset <= start and start + n <= offset + part.shape[dim]:
+                return part.narrow(dim, start - offset, n)
+            offset += part.shape[dim]
+    return _cat(parts, dim).index_select(dim, index)
 
 
 class CrossAttentionLayer(nn.Module):
@@ -98,13 +145,16 @@ class CrossAttentionLayer(nn.Module):
         self.multihead_attn = MultiheadAttention(dim, num_heads)
         self.norm = nn.LayerNorm(dim)
 
-    def forward(self, x, memory, allowed, pos, query_pos, plan: BlockPlan | None = None):
-        """``allowed``: the dense ``[B,N,K]`` mask, or with ``plan`` its per-block parts."""
+    def forward(
+        self, x, memory, allowed, pos, query_pos, plan: BlockPlan | None = None, prefix=None
+    ):
+        """``allowed``: the dense ``[B,N,K]`` mask, or with ``plan`` its per-block parts.
+        ``prefix``: projected ``(key, value)`` of keys before ``memory`` (a cached image)."""
         if plan is None:
-            out = self.multihead_attn(x + query_pos, memory + pos, memory, allowed)
+            out = self.multihead_attn(x + query_pos, memory + pos, memory, allowed, prefix)
         else:
             out = self.multihead_attn.forward_blocks(
-                x + query_pos, memory + pos, memory, plan, allowed
+                x + query_pos, memory + pos, memory, plan, allowed, prefix
             )
         return self.norm(x + out)
 

@@ -75,24 +75,16 @@ def find_dinov2_clip_config() -> ModelConfig:
 def find_synth_config() -> ModelConfig:
     """The quickstart's model: find_tiny's interface over the project's own *pretrained, frozen*
     foundation models (``findvl pretrain-encoders`` on the synthetic train split, shipped as
-    Hugging Face directories): a CLIP-style ViT (patch 4 at 64 px: a stride-4 grid) and its
-    text tower. Only the pyramid, pixel decoder, interface and ``lang_proj`` train.
+    Hugging Face directories): a RegNet image tower whose stem and three stages (strides
+    2/4/8/16 on 64 px) are the four levels, as FIND reads its FocalNet's stages, and a CLIP
+    text tower. Only the pixel decoder, interface and ``lang_proj`` train.
 
-    Sized for 64-pixel images: the pyramid is one octave finer than usual (the interface
-    attends 4x4, 8x8 and 16x16 cells, not 2x2..8x8, so a proposal pools the patch features of
-    its own object: at 2x2..8x8 every thing came out as "some shape", class probability
-    ~1/8), masks come at stride 1 through the pixel-detail path, and the temperature starts
-    at CLIP's 1/0.07 (at the official e^1 no class reaches the 0.8 object threshold)."""
+    Sized for 64-pixel images: the interface attends 4x4, 8x8 and 16x16 cells (strides 16, 8,
+    4), masks come at stride 1 through the pixel-detail path, and the temperature starts at
+    CLIP's 1/0.07 (at the official e^1 no class reaches the 0.8 object threshold)."""
     return ModelConfig(
         preset="find_synth",
-        vision=VisionConfig(
-            kind="hf",
-            path=f"{SHIPPED}synth-clip-vision",
-            longest_side=64,
-            pyramid_channels=64,
-            grid_stride=4,
-            finest_stride=2,
-        ),
+        vision=VisionConfig(kind="hf", path=f"{SHIPPED}synth-clip-vision", longest_side=64),
         language=LanguageConfig(
             kind="hf",
             path=f"{SHIPPED}synth-clip-text",

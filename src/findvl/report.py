@@ -24,56 +24,7 @@ from findvl.report_pictures import (
     interleave_segmentation_pictures,
     panoptic_pictures,
 )
-
-#: (section, [(column, metric path)]) laid out like the paper's Tables 3-4.
-TABLES = [
-    (
-        "Generic segmentation (class names)",
-        [("PQ", "panoptic.PQ"), ("mAP", "instance.AP"), ("mIoU", "semantic.mIoU")],
-    ),
-    (
-        "Grounded segmentation (refs)",
-        [("cIoU", "grounding.cIoU"), ("mIoU", "grounding.mIoU"), ("P@0.5", "grounding.P@0.5")],
-    ),
-    (
-        "Interactive segmentation",
-        [
-            ("mIoU@1", "interactive.mIoU@1"),
-            ("mIoU@5", "interactive.mIoU@5"),
-            ("NoC@85", "interactive.NoC@85"),
-            ("NoC@90", "interactive.NoC@90"),
-        ],
-    ),
-    (
-        "Image-text retrieval",
-        [("IR@1", "retrieval.IR@1"), ("TR@1", "retrieval.TR@1"), ("IR@5", "retrieval.IR@5")],
-    ),
-    (
-        "Interleaved segmentation",
-        [
-            ("cIoU", "interleave_segmentation.cIoU"),
-            ("mIoU", "interleave_segmentation.mIoU"),
-            ("P@0.5", "interleave_segmentation.P@0.5"),
-        ],
-    ),
-    (
-        "Interleaved retrieval",
-        [
-            ("IR@5", "interleave_retrieval.IR@5"),
-            ("IR@10", "interleave_retrieval.IR@10"),
-            ("avg-emb IR@5", "baselines.embedding_average.IR@5"),
-            ("text-only IR@5", "baselines.text_only.IR@5"),
-        ],
-    ),
-    (
-        "Zero-shot interleaved grounding (long paragraphs)",
-        [
-            ("cIoU", "interleave_grounding_long.cIoU"),
-            ("mIoU", "interleave_grounding_long.mIoU"),
-            ("P@0.5", "interleave_grounding_long.P@0.5"),
-        ],
-    ),
-]
+from findvl.tables import METRICS, lookup, result_rows, rows_markdown
 
 #: Grounding-format ground truth written by evaluation, per metrics section.
 GROUND_TRUTH_FILES = {
@@ -86,7 +37,7 @@ CHANCE_NOTE = (
     "*chance*: retrieval rows give the expected recall of a uniformly random ranking "
     "(IR@K = K/N over N gallery images; TR@K from the number of captions of each image); "
     "grounding rows give the trivial baseline that predicts the whole image for every "
-    "phrase or entity; — where there is no cheap baseline."
+    "phrase or entity; - where there is no cheap baseline."
 )
 
 STYLE = (
@@ -94,24 +45,6 @@ STYLE = (
     "table{border-collapse:collapse}th,td{border:1px solid #999;padding:4px 8px;"
     "text-align:right}td:first-child{text-align:left}img{max-width:100%;image-rendering:pixelated}"
 )
-
-
-def lookup(metrics: dict, path: str):
-    """``metrics["a"]["b"]`` for ``"a.b"``; keys may hold dots themselves (``"P@0.5"``)."""
-    if path in metrics:
-        return metrics[path]
-    parts = path.split(".")
-    for i in range(1, len(parts)):
-        head = ".".join(parts[:i])
-        if isinstance(metrics.get(head), dict):
-            found = lookup(metrics[head], ".".join(parts[i:]))
-            if found is not None:
-                return found
-    return None
-
-
-def _fmt(value) -> str:
-    return "–" if value is None else f"{value:.1f}" if isinstance(value, float) else str(value)
 
 
 def recall_chance(k: int, relevant: Sequence[int], gallery: int) -> float | None:
@@ -150,7 +83,8 @@ def chance_levels(
     captions_per_image: Sequence[int],
     full_image: dict[str, dict[str, float | None]],
 ) -> dict[str, float | None]:
-    """Metric path of :data:`TABLES` -> chance level or trivial baseline (None: not known).
+    """:attr:`~findvl.tables.Metric.key` of every metric of :data:`~findvl.tables.METRICS` ->
+    its chance level or trivial baseline (None: not known).
 
     Args:
         metrics: the evaluation results (gallery sizes are read from them).
@@ -159,23 +93,21 @@ def chance_levels(
     """
     num_images = lookup(metrics, "meta.num_images") or len(captions_per_image)
     out: dict[str, float | None] = {}
-    for _, cols in TABLES:
-        for _, path in cols:
-            section, name = re.fullmatch(r"(.+?)\.([A-Za-z]+(?:@[\d.]+)?)", path).groups()
-            recall = re.fullmatch(r"(IR|TR)@(\d+)", name)
-            if recall and recall[1] == "TR":
-                out[path] = recall_chance(
-                    int(recall[2]), captions_per_image, sum(captions_per_image)
-                )
-            elif recall:
-                gallery = (
-                    lookup(metrics, f"{section}.num_gallery")
-                    or lookup(metrics, f"{section}.num_images")
-                    or num_images
-                )
-                out[path] = recall_chance(int(recall[2]), [1], gallery)
-            else:
-                out[path] = full_image.get(section, {}).get(name)
+    for metric in METRICS:
+        section, name = metric.section, metric.name
+        recall = re.fullmatch(r"(IR|TR)@(\d+)", name)
+        if recall and recall[1] == "TR":
+            level = recall_chance(int(recall[2]), captions_per_image, sum(captions_per_image))
+        elif recall:
+            gallery = (
+                lookup(metrics, f"{section}.num_gallery")
+                or lookup(metrics, f"{section}.num_images")
+                or num_images
+            )
+            level = recall_chance(int(recall[2]), [1], gallery)
+        else:
+            level = full_image.get(section, {}).get(name)
+        out[metric.key] = level
     return out
 
 
@@ -193,22 +125,10 @@ def _full_image_of(path: Path) -> dict[str, float | None]:
 
 
 def tables_markdown(metrics: dict, chance: dict[str, float | None] | None = None) -> str:
-    """One Markdown table per section of :data:`TABLES`: the model's row, then chance."""
-    lines = []
-    for title, cols in TABLES:
-        lines += [
-            f"### {title}",
-            "",
-            "| | " + " | ".join(c for c, _ in cols) + " |",
-            "|---|" + "---:|" * len(cols),
-            "| model | " + " | ".join(_fmt(lookup(metrics, p)) for _, p in cols) + " |",
-        ]
-        if chance is not None:
-            values = [chance.get(p) for _, p in cols]
-            cells = ["—" if v is None else _fmt(float(v)) for v in values]
-            lines.append("| chance | " + " | ".join(cells) + " |")
-        lines.append("")
-    return "\n".join(lines)
+    """The results table of ``metrics`` in Markdown (:func:`findvl.tables.result_rows`), with a
+    chance column when ``chance`` is given."""
+    rows = result_rows(metrics, chance)
+    return rows_markdown(rows, with_chance=chance is not None) + "\n"
 
 
 def render_html(markdown: str, *, title: str) -> str:

@@ -61,14 +61,11 @@ def test_instances(tmp_path, capsys):
     assert set(out["segm"]) == {"AP", "AP50", "AP75", "APs", "APm", "APl"}
     assert out["segm"]["AP"] == pytest.approx(100.0)
     code, table, _ = run(argv, capsys)
-    assert code == 0 and table.splitlines()[0].split() == [
-        "AP",
-        "AP50",
-        "AP75",
-        "APs",
-        "APm",
-        "APl",
-    ]
+    lines = table.splitlines()
+    assert code == 0 and lines[0].split() == ["task", "metric", "value"]
+    assert [line.split()[1] for line in lines[2:8]] == [f"instance.{k}" for k in out["segm"]]
+    assert lines[2].split() == ["generic_segmentation", "instance.AP", "100.00"]
+    assert "instance_bbox.AP" not in table and "images: 2  predictions: 1" in table
 
 
 def test_panoptic(tmp_path, capsys):
@@ -104,7 +101,8 @@ def test_panoptic(tmp_path, capsys):
     assert out["All"] == {"PQ": 100.0, "SQ": 100.0, "RQ": 100.0, "n": 1}
     assert out["Stuff"]["n"] == 0 and out["per_class"][0]["name"] == "cat"
     code, table, _ = run([*argv, "--per-class"], capsys)
-    assert code == 0 and "Things" in table and "cat" in table
+    assert code == 0 and "panoptic.PQ_things" in table and "cat" in table
+    assert "categories: 1 (things 1, stuff 0)" in table
 
 
 def test_semantic(tmp_path, capsys):

@@ -8,7 +8,8 @@ import pytest
 
 from findvl.metrics.grounding import evaluate_grounding
 from findvl.metrics.io import rle_to_json
-from findvl.report import TABLES, chance_levels, full_image_baseline, recall_chance
+from findvl.report import chance_levels, full_image_baseline, recall_chance
+from findvl.tables import METRICS
 
 
 def _brute_force_recall(k: int, relevant: list[int], gallery: int) -> float:
@@ -66,7 +67,7 @@ def test_chance_levels_cover_every_table_entry():
     chance = chance_levels(
         metrics, captions_per_image=[2] * 10, full_image={"grounding": grounding}
     )
-    assert set(chance) == {path for _, cols in TABLES for _, path in cols}
+    assert set(chance) == {m.key for m in METRICS}
     assert chance["retrieval.IR@1"] == pytest.approx(10.0)
     assert chance["retrieval.IR@5"] == pytest.approx(50.0)
     assert chance["retrieval.TR@1"] == pytest.approx(10.0)  # 2 of 20 captions
@@ -75,4 +76,6 @@ def test_chance_levels_cover_every_table_entry():
     assert chance["baselines.embedding_average.IR@5"] == pytest.approx(50.0)  # meta.num_images
     assert chance["grounding.P@0.5"] == 0.0 and chance["grounding.mIoU"] == 15.0
     assert chance["panoptic.PQ"] is None and chance["interactive.NoC@85"] is None
+    assert chance["panoptic.PQ_things"] is None and chance["instance.AP50"] is None
+    assert chance["interleave_retrieval_legend.IR@1"] == pytest.approx(10.0)  # meta.num_images
     assert chance["interleave_segmentation.cIoU"] is None  # no ground truth given

@@ -16,17 +16,20 @@ def test_render_html_renders_headings_and_tables():
     page = report.render_html(md + "\n<script>x</script>\n", title="t")
     assert "<h1>Title</h1>" in page and "<em>text</em>" in page
     assert "# Title" not in page and "<script>" not in page  # raw HTML is escaped
-    assert page.count("<table>") == len(report.TABLES)
-    assert "<td>model</td>" in page and ">12.3</td>" in page
+    assert page.count("<table>") == 1  # one results table
+    assert "<td>generic_segmentation</td>" in page and "<td>panoptic.PQ</td>" in page
+    assert ">12.35</td>" in page
 
 
-def test_tables_markdown_adds_a_chance_row():
+def test_tables_markdown_adds_a_chance_column():
     chance = {"retrieval.IR@1": 1.0, "retrieval.TR@1": None}
-    md = report.tables_markdown({"retrieval": {"IR@1": 30.0}}, chance)
-    lines = md.splitlines()
-    row = lines.index("| model | 30.0 | – | – |")
-    assert lines[row + 1] == "| chance | 1.0 | — | — |"
-    assert md.count("| chance |") == len(report.TABLES)
+    md = report.tables_markdown({"retrieval": {"IR@1": 30.0, "TR@1": None}}, chance)
+    assert md.splitlines() == [
+        "| task | metric | value | chance |",
+        "|---|---|---:|---:|",
+        "| image_text_retrieval | retrieval.IR@1 | 30.00 | 1.00 |",
+        "| image_text_retrieval | retrieval.TR@1 | - | - |",
+    ]
 
 
 def test_write_report_markdown_and_html(tmp_path, monkeypatch):
@@ -46,6 +49,7 @@ def test_write_report_markdown_and_html(tmp_path, monkeypatch):
         return [("Panoptic segmentation", f"threshold {threshold}", picture)]
 
     monkeypatch.setattr(report, "_figures", figures)
+    monkeypatch.setattr(report, "FindPredictor", lambda model, seed: None)  # pictures only
     monkeypatch.setattr(report, "search_section", lambda *a, **k: "## Interleaved search\n")
     metrics = {
         "retrieval": {"IR@1": 50.0, "TR@1": 40.0, "IR@5": 100.0, "num_images": 4},
@@ -56,10 +60,12 @@ def test_write_report_markdown_and_html(tmp_path, monkeypatch):
     }
     report.write_report(out, torch.nn.Identity(), None, root, metrics)
     md, page = (out / "report.md").read_text(), (out / "report.html").read_text()
-    assert md.startswith("# findvl quickstart") and "| chance | 25.0 | " in md  # IR@1 = 1/4
+    assert md.startswith("# findvl quickstart")
+    assert "| image_text_retrieval | retrieval.IR@1 | 50.00 | 25.00 |" in md  # IR@1 = 1/4
     baseline = report.full_image_baseline([int(m.sum()) for _, m in gt], [m.size for _, m in gt])
-    assert f"| chance | {baseline['cIoU']:.1f} | {baseline['mIoU']:.1f} |" in md
+    assert f"| grounding.cIoU | 20.00 | {baseline['cIoU']:.2f} |" in md
+    assert f"| grounding.mIoU | 25.00 | {baseline['mIoU']:.2f} |" in md
     assert f"threshold {report.OBJECT_THRESHOLD}" in md
     assert "<h1>findvl quickstart</h1>" in page and "# findvl" not in page
-    assert page.count("<table>") == len(report.TABLES)
+    assert page.count("<table>") == 1
     assert '<img src="pictures/panoptic.png" alt="Panoptic segmentation"' in page

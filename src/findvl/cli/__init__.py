@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ground": ("findvl.cli.predict:register_ground", "one mask per referring phrase"),
     "click": ("findvl.cli.predict:register_click", "interactive segmentation from clicks/boxes"),
     "convert": ("findvl.cli.convert", "turn a released FIND checkpoint into a findvl run"),
+    "export": ("findvl.cli.export", "export one task's graph (image to masks) to ONNX"),
     "demo": ("findvl.cli.demo", "web page with every task (Gradio, local by default)"),
     "index": ("findvl.cli.index", "embed a folder of images into a searchable index"),
     "search": ("findvl.cli.search", "search an index with an interleaved text + image query"),

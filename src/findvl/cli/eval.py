@@ -1,8 +1,10 @@
 """``findvl eval SUB``: score prediction files in standard formats (see docs/formats.md).
 
-Each subcommand prints a table, or exactly one JSON object on stdout with ``--json``.
-Metric values are percentages; progress bars go to stderr. Nothing here runs a model: scores that
-need one (interactive clicks) come from ``findvl evaluate RUN --tasks interactive``.
+Each subcommand prints the results table of every findvl command (:mod:`findvl.tables`: task,
+metric, value; a metric is named by its key in ``findvl evaluate --json``) and the counts, or
+exactly one JSON object on stdout with ``--json``. Metric values are percentages; progress bars
+go to stderr. Nothing here runs a model: scores that need one (interactive clicks) come from
+``findvl evaluate RUN --tasks interactive``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from findvl.tables import format_table
+from findvl.tables import format_table, result_rows, rows_text
 
 
 def _emit(args: argparse.Namespace, result: Any, table: Callable[[], str]) -> int:
@@ -20,19 +22,24 @@ def _emit(args: argparse.Namespace, result: Any, table: Callable[[], str]) -> in
     return 0
 
 
+def _results_table(metrics: dict, footer: str) -> str:
+    """The results layout of every table (:func:`findvl.tables.result_rows`), then counts."""
+    return f"{rows_text(result_rows(metrics))}\n\n{footer}"
+
+
 def _run_instances(args: argparse.Namespace) -> int:
     from findvl.metrics.instances import evaluate_instances
 
     result = evaluate_instances(args.gt, args.pred)
-    keys = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
     def table() -> str:
-        rows = [
-            [name, *(getattr(m, k) for k in keys)]
-            for name, m in (("segm", result.segm), ("bbox", result.bbox))
+        metrics = {
+            section: vars(m)
+            for section, m in (("instance", result.segm), ("instance_bbox", result.bbox))
             if m is not None
-        ]
-        return format_table(("", *keys), rows)
+        }
+        footer = f"images: {result.num_images}  predictions: {result.num_predictions}"
+        return _results_table(metrics, footer)
 
     return _emit(args, result, table)
 
@@ -45,11 +52,15 @@ def _run_panoptic(args: argparse.Namespace) -> int:
     )
 
     def table() -> str:
-        rows = [
-            [name, s.PQ, s.SQ, s.RQ, s.n]
-            for name, s in (("All", result.All), ("Things", result.Things), ("Stuff", result.Stuff))
-        ]
-        text = format_table(("", "PQ", "SQ", "RQ", "n"), rows)
+        parts = (("", result.All), ("_things", result.Things), ("_stuff", result.Stuff))
+        panoptic = {
+            f"{k}{suffix}": getattr(s, k) for suffix, s in parts for k in ("PQ", "SQ", "RQ")
+        }
+        text = _results_table(
+            {"panoptic": panoptic},
+            f"categories: {result.All.n} (things {result.Things.n}, stuff {result.Stuff.n})"
+            f"  images: {result.num_images}",
+        )
         if args.per_class:
             rows = [[c.name, c.PQ, c.SQ, c.RQ, c.TP, c.FP, c.FN] for c in result.per_class]
             text += "\n\n" + format_table(("category", "PQ", "SQ", "RQ", "TP", "FP", "FN"), rows)
@@ -66,18 +77,13 @@ def _run_semantic(args: argparse.Namespace) -> int:
     )
 
     def table() -> str:
-        text = format_table(
-            ("mIoU", "fwIoU", "pACC", "mACC", "classes"),
-            [
-                [
-                    result.mIoU,
-                    result.fwIoU,
-                    result.pixel_accuracy,
-                    result.mean_accuracy,
-                    result.num_classes,
-                ]
-            ],
-        )
+        semantic = {
+            "mIoU": result.mIoU,
+            "fwIoU": result.fwIoU,
+            "pACC": result.pixel_accuracy,
+            "mACC": result.mean_accuracy,
+        }
+        text = _results_table({"semantic": semantic}, f"classes: {result.num_classes}")
         if args.per_class:
             rows = [[c, iou] for c, iou in enumerate(result.per_class_iou)]
             text += "\n\n" + format_table(("class", "IoU"), rows)
@@ -92,19 +98,9 @@ def _run_grounding(args: argparse.Namespace) -> int:
     result = evaluate_grounding(args.gt, args.pred)
 
     def table() -> str:
-        keys = list(result.precision)
-        return format_table(
-            ("cIoU", "mIoU", *keys, "entities", "missing"),
-            [
-                [
-                    result.cIoU,
-                    result.mIoU,
-                    *(result.precision[k] for k in keys),
-                    result.num_entities,
-                    result.num_missing,
-                ]
-            ],
-        )
+        grounding = {"cIoU": result.cIoU, "mIoU": result.mIoU, **result.precision}
+        footer = f"entities: {result.num_entities}  missing: {result.num_missing}"
+        return _results_table({"grounding": grounding}, footer)
 
     return _emit(args, result, table)
 
@@ -115,11 +111,8 @@ def _run_retrieval(args: argparse.Namespace) -> int:
     result = evaluate_retrieval(args.scores, args.gt, text_retrieval=not args.no_text_retrieval)
 
     def table() -> str:
-        keys = list(result.recall)
-        return format_table(
-            (*keys, "queries", "gallery"),
-            [[*(result.recall[k] for k in keys), result.num_queries, result.num_gallery]],
-        )
+        footer = f"queries: {result.num_queries}  gallery: {result.num_gallery}"
+        return _results_table({"retrieval": dict(result.recall)}, footer)
 
     return _emit(args, result, table)
 

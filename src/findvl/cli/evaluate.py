@@ -1,7 +1,7 @@
 """``findvl evaluate CHECKPOINT --data DIR``: run a checkpoint on a split and report every task.
 
-Prints the paper-style tables, or one JSON object on stdout with ``--json``. Values are
-percentages (NoC in clicks); progress bars go to stderr.
+Prints the results table (:mod:`findvl.tables`), or one JSON object on stdout with ``--json``.
+Values are percentages (NoC in clicks); progress bars go to stderr.
 """
 
 from __future__ import annotations

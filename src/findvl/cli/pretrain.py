@@ -1,4 +1,4 @@
-"""``findvl pretrain-encoders``: train the tiny CLIP vision and text towers FIND runs on.
+"""``findvl pretrain-encoders``: train the tiny image and text towers FIND runs on (CLIP-style).
 
 Example (the shipped ``src/findvl/pretrained/``, see its README.md)::
 
@@ -6,7 +6,7 @@ Example (the shipped ``src/findvl/pretrained/``, see its README.md)::
         --holdout-combos
     findvl data synth --out data/synth --images 100 --split val --size 64 --seed 1 \\
         --holdout-combos
-    findvl pretrain-encoders --data data/synth --out src/findvl/pretrained --steps 1800 \\
+    findvl pretrain-encoders --data data/synth --out src/findvl/pretrained --steps 3000 \\
         --seed 0 --threads 1
 """
 
@@ -30,7 +30,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument(
-        "--steps", type=positive_int, default=None, help="optimiser steps (default 1800)"
+        "--steps", type=positive_int, default=None, help="optimiser steps (default 3000)"
     )
     budget.add_argument(
         "--minutes", type=float, default=None, help="wall-clock budget instead of a step count"

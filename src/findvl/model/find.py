@@ -14,10 +14,16 @@ from findvl.encoders.preprocess import ImageBatch, preprocess_images
 from findvl.encoders.vision import VisionEncoder
 from findvl.model.calibration import text_calibration
 from findvl.model.conventions import check_conventions
+from findvl.model.image_cache import ClassTableCache
 from findvl.model.interface import FindInterface
 from findvl.model.outputs import FindOutput
 from findvl.model.requests import Request
-from findvl.model.sequence_types import ImageFeatures, PointSampling, ProjectedText
+from findvl.model.sequence_types import (
+    ImageFeatures,
+    InterfaceImageCache,
+    PointSampling,
+    ProjectedText,
+)
 from findvl.model.tasks import TASK_TABLE, SlotContext, check_requests, shared_slots
 from findvl.model.tasks.generic_segmentation import class_embeddings
 from findvl.prototypes import TASKS, prototype_set
@@ -104,6 +110,8 @@ class FindModel(nn.Module):
         self.max_spatial_points = max_spatial_points
         self.pixel_scores = pixel_scores
         self.conventions = check_conventions(conventions or ConventionsConfig())
+        # class tables per vocabulary, invalidated by any change of the weights
+        self.class_tables = ClassTableCache()
 
     def point_sampling(self) -> PointSampling:
         """How spatial tokens are drawn from prompts (budget and the weights' conventions)."""
@@ -128,6 +136,13 @@ class FindModel(nn.Module):
         levels = self.interface.image_levels(pixel)
         maps = self.interface.spatial_token_levels(levels, pixel)
         return ImageFeatures(batch, pixel, maps)
+
+    def cache_image(self, features: ImageFeatures) -> InterfaceImageCache:
+        """The interface's image side of ``features``, computed once
+        (:meth:`FindInterface.image_cache`): a forward given it as ``image_cache``, under
+        ``no_grad`` in eval mode with the same weights, costs only its prompts' part."""
+        with torch.no_grad():
+            return self.interface.image_cache(features.pixel)
 
     def encode_text(self, texts: list[str], field: str = "texts") -> ProjectedText:
         """Texts -> projected token features ``[T,L,D]``."""
@@ -159,8 +174,9 @@ class FindModel(nn.Module):
         images: list[torch.Tensor] | ImageBatch | ImageFeatures,
         requests: list[Request],
         *,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
         all_layer_masks: bool = False,
+        image_cache: InterfaceImageCache | None = None,
     ) -> FindOutput:
         """One joint forward for any mix of tasks: the shared slots, then each task's slots in
         table order (:data:`~findvl.model.tasks.TASK_TABLE`), one interface pass, then each
@@ -169,8 +185,12 @@ class FindModel(nn.Module):
         Args:
             images: ``B`` RGB images ``[3,H,W]``, a preprocessed batch, or cached features.
             requests: at most one request per task; per-image fields have ``B`` entries.
-            generator: random source for drawing prompt points (seed it in evaluation).
+            generator: random source for drawing prompt points (seed it in evaluation); a
+                list of ``B``: one per image (grounding / interactive prompts), so a batch
+                draws what each image draws alone.
             all_layer_masks: full-resolution masks at every layer (for deep supervision).
+            image_cache: :meth:`cache_image` of ``images`` (cached features): the same
+                outputs without the interface's image-side work (inference only).
         """
         feats = images if isinstance(images, ImageFeatures) else self.encode_images(images)
         b = feats.batch.pixels.shape[0]
@@ -189,6 +209,7 @@ class FindModel(nn.Module):
             pixel=feats.pixel,
             previous_mask=previous[0] if previous else None,
             all_layer_masks=all_layer_masks,
+            image_cache=image_cache,
         )
         h, w = feats.batch.pixels.shape[-2:]
         result = FindOutput(

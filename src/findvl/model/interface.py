@@ -21,12 +21,15 @@ from findvl.layers import (
     FFNLayer,
     PositionEmbeddingSine,
     SelfAttentionLayer,
+    take_positions,
 )
 from findvl.model.heads import FindHeads
+from findvl.model.image_cache import caching_allowed, weights_version
 from findvl.model.masks import MaskBuilder
 from findvl.model.requests import VisualPrompt
-from findvl.model.sampler import level_points, sample_tokens
+from findvl.model.sampler import PromptPoints, level_points, sample_tokens
 from findvl.model.sequence_types import (
+    InterfaceImageCache,
     InterfaceOutput,
     PointSampling,
     SlotInput,
@@ -120,26 +123,41 @@ class FindInterface(nn.Module):
         prompts: list[list[VisualPrompt]],
         *,
         sampling: PointSampling,
-        generator: torch.Generator | None,
+        generator: torch.Generator | list[torch.Generator] | None,
         field: str,
     ) -> SlotInput:
         """Spatial tokens of each row's prompts, per level; ids = prompt index in the row.
 
         Points are drawn from each prompt (:func:`findvl.model.sampler.level_points`), the
         level's map of ``source`` is sampled there and the positive/negative indicator added.
+        ``generator``: one random stream for all rows, or one per row (then each row draws
+        exactly the points it draws alone).
         """
-        per = level_points(
-            prompts,
-            num_levels=len(source.maps),
-            per_level=sampling.per_level,
-            image_sizes=source.image_sizes,
-            input_sizes=source.input_sizes,
-            canvas=source.canvas,
-            max_points=sampling.max_points,
-            generator=generator,
-            field=field,
-            convention=sampling.convention,
-        )
+
+        def draw(rows, sizes, inputs, gen):
+            return level_points(
+                rows,
+                num_levels=len(source.maps),
+                per_level=sampling.per_level,
+                image_sizes=sizes,
+                input_sizes=inputs,
+                canvas=source.canvas,
+                max_points=sampling.max_points,
+                generator=gen,
+                field=field,
+                convention=sampling.convention,
+            )
+
+        if isinstance(generator, list):
+            if len(generator) != len(prompts):
+                raise ValueError(f"{field}: {len(generator)} generators for {len(prompts)} rows")
+            rows = [
+                draw([p], [source.image_sizes[b]], [source.input_sizes[b]], generator[b])
+                for b, p in enumerate(prompts)
+            ]
+            per = [_stack_points([r[lvl] for r in rows]) for lvl in range(len(source.maps))]
+        else:
+            per = draw(prompts, source.image_sizes, source.input_sizes, generator)
         device = source.maps[0].device
         levels = []
         for m, pts in zip(source.maps, per):
@@ -179,6 +197,23 @@ class FindInterface(nn.Module):
             out.append(mapped.transpose(1, 2).reshape(b, -1, h, w))
         return out
 
+    def image_cache(self, pixel: PixelFeatures) -> InterfaceImageCache:
+        """The prompt-independent image side of every layer (levels, mask features and each
+        layer's content key/value projections of its image level), for :meth:`forward`."""
+        levels = self.image_levels(pixel)
+        kv = []
+        for i, layer in enumerate(self.content_attention):
+            src, pos = levels[i % self.num_levels]
+            kv.append(layer.multihead_attn.project_kv(src + pos, src))
+        return InterfaceImageCache(levels, self.heads.prepare(pixel), kv, weights_version(self))
+
+    def usable_cache(self, cache: InterfaceImageCache | None) -> InterfaceImageCache | None:
+        """``cache`` if it may be used now: inference (no grad, eval mode) with the weights it
+        was computed with; None otherwise (the image side is then recomputed)."""
+        if cache is None or cache.version is None or not caching_allowed(self):
+            return None
+        return cache if cache.version == weights_version(self) else None
+
     # ---- forward --------------------------------------------------------------------------
     def forward(
         self,
@@ -188,6 +223,7 @@ class FindInterface(nn.Module):
         pixel: PixelFeatures | None,
         previous_mask: torch.Tensor | None = None,
         all_layer_masks: bool = False,
+        image_cache: InterfaceImageCache | None = None,
     ) -> InterfaceOutput:
         """Run the interface.
 
@@ -198,14 +234,32 @@ class FindInterface(nn.Module):
             previous_mask: ``[B,H/4,W/4]`` logits of the previous round for the spatial memory.
             all_layer_masks: compute full-resolution masks at every layer (deep supervision);
                 otherwise only for the final layer.
+            image_cache: :meth:`image_cache` of ``pixel``; used when :meth:`usable_cache`
+                allows (same outputs, without the image-side work).
         """
-        levels = self.image_levels(pixel) if pixel is not None else None
+        cache = self.usable_cache(image_cache) if pixel is not None else None
+        if cache is not None and cache.mask_features.full.shape != pixel.mask_features.shape:
+            raise ValueError(
+                f"image_cache: computed for images of mask features "
+                f"{tuple(cache.mask_features.full.shape)}, "
+                f"given {tuple(pixel.mask_features.shape)}"
+            )
+        if cache is not None:
+            levels, mask_features = cache.levels, cache.mask_features
+        else:
+            levels = self.image_levels(pixel) if pixel is not None else None
+            mask_features = self.heads.prepare(pixel)
         masks = MaskBuilder(slots, pset, pixel, previous_mask)
-        mask_features = self.heads.prepare(pixel)
         outputs = [s for s in slots if s.kind in ("proposal", "query")]
         states = {s.key: s.x for s in slots}
         positions = {s.key: s.pos for s in slots}
-        preds = self.heads(self._gather(outputs, states), outputs, mask_features, level=0)
+        preds = self.heads(
+            self._gather(outputs, states),
+            outputs,
+            mask_features,
+            level=0,
+            full_masks=all_layer_masks or self.num_layers == 0,
+        )
         layers = [preds]
         for i in range(self.num_layers):
             lvl = i % self.num_levels
@@ -213,7 +267,8 @@ class FindInterface(nn.Module):
                 if s.levels is not None:
                     states[s.key] = s.levels[lvl]
                     positions[s.key] = s.levels[lvl].detach()
-            states = self._content(i, lvl, slots, states, positions, masks, levels, preds)
+            kv = cache.kv[i] if cache is not None else None
+            states = self._content(i, lvl, slots, states, positions, masks, levels, preds, kv)
             x = torch.cat([states[s.key] for s in slots], 1)
             pos = torch.cat([positions[s.key] for s in slots], 1)
             if self.block_sparse:
@@ -238,28 +293,55 @@ class FindInterface(nn.Module):
     def _gather(outputs: list[SlotInput], states: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         return [states[s.key] for s in outputs]
 
-    def _content(self, i, lvl, slots, states, positions, masks, levels, preds):
+    def _content(self, i, lvl, slots, states, positions, masks, levels, preds, image_kv=None):
+        """Content attention of layer ``i``; ``image_kv``: the layer's cached projections of
+        the image keys (then only the token keys are projected here)."""
         rows = [s for s in slots if s.key in masks.content_rows]
         if not rows:
             return states
         x = torch.cat([states[s.key] for s in rows], 1)
         query_pos = torch.cat([positions[s.key] for s in rows], 1)
         keys, key_pos = [], []
-        if masks.uses_image:
+        prefix = image_kv if masks.uses_image else None
+        if masks.uses_image and prefix is None:
             keys.append(levels[lvl][0])
             key_pos.append(levels[lvl][1])
         for s in masks.token_columns:
             keys.append(states[s.key])
             key_pos.append(positions[s.key])
-        memory, pos = torch.cat(keys, 1), torch.cat(key_pos, 1)
+        if keys:
+            memory, pos = torch.cat(keys, 1), torch.cat(key_pos, 1)
+        else:  # only cached image keys
+            memory = pos = x.new_zeros(x.shape[0], 0, x.shape[2])
         allowed = masks.content(lvl, preds)
+        layer = self.content_attention[i]
         if self.block_sparse:
             plan = masks.content_plan(lvl)
-            allowed = plan.blocks_of(allowed)
-            out = self.content_attention[i](x, memory, allowed, pos, query_pos, plan)
+            allowed = [  # plan.blocks_of(allowed), as views where a block is one run
+                take_positions([take_positions([allowed], r, 1)], k, 2)
+                for r, k in zip(plan.row_index, plan.key_index)
+            ]
+            out = layer(x, memory, allowed, pos, query_pos, plan, prefix=prefix)
         else:
-            out = self.content_attention[i](x, memory, allowed, pos, query_pos)
+            out = layer(x, memory, allowed, pos, query_pos, prefix=prefix)
         new = dict(states)
         for s, part in zip(rows, out.split([s.x.shape[1] for s in rows], 1)):
             new[s.key] = part
         return new
+
+
+def _stack_points(rows: list[PromptPoints]) -> PromptPoints:
+    """One-row :class:`PromptPoints` -> one batch, padded as :func:`prompt_points` pads."""
+    n = max(r.coords.shape[1] for r in rows)
+
+    def pad(x, value):
+        return torch.nn.functional.pad(
+            x, (0, 0, 0, n - x.shape[1]) if x.dim() == 3 else (0, n - x.shape[1]), value=value
+        )
+
+    return PromptPoints(
+        torch.cat([pad(r.coords, 0.0) for r in rows]),
+        torch.cat([pad(r.valid, False) for r in rows]),
+        torch.cat([pad(r.ids, -1) for r in rows]),
+        torch.cat([pad(r.negative, False) for r in rows]),
+    )

@@ -141,6 +141,26 @@ class PointSampling:
 
 
 @dataclass
+class InterfaceImageCache:
+    """The prompt-independent image side of every interface layer, computed once per image
+    (:meth:`findvl.model.interface.FindInterface.image_cache`).
+
+    Attributes:
+        levels: per level ``(src, pos)``, ``[B,hw,D]`` each (as ``FindInterface.image_levels``).
+        mask_features: the heads' mask features and their resizes to each level.
+        kv: per interface layer ``(key, value)``, ``[B,H,hw,D/H]`` each: the content
+            attention's projections of that layer's image level (key of ``src + pos``).
+        version: weights version of the interface when computed
+            (:func:`findvl.model.image_cache.weights_version`); a stale cache is ignored.
+    """
+
+    levels: list[tuple[torch.Tensor, torch.Tensor]]
+    mask_features: MaskFeatures
+    kv: list[tuple[torch.Tensor, torch.Tensor]]
+    version: tuple | None
+
+
+@dataclass
 class ImageFeatures:
     """Encoded images: what the predictor caches between requests.
 

@@ -7,6 +7,11 @@ and a box in pixel coordinates and the previous round's logits. Scores are proba
 Sharing: one predictor may serve several threads. The current image is per thread (one
 thread's ``set_image`` never changes what another thread's requests see), model calls hold a
 lock, and the caches (class tables, caption embeddings, per-image passes) are filled under it.
+
+Image once, prompts many: the first prompt on an image also computes the interface's
+prompt-independent image side (every layer's key/value projections of its image level, the
+positional terms and mask features; :meth:`~findvl.model.find.FindModel.cache_image`), kept with
+the image, so later phrases and clicks cost only their own part. The answers are the same.
 """
 
 from __future__ import annotations
@@ -29,8 +34,10 @@ from findvl.model.requests import (
     InterleaveSegmentation,
     VisualPrompt,
 )
+from findvl.model.sequence_types import InterfaceImageCache
 from findvl.model.slots import proposal_slot
 from findvl.postprocess import OBJECT_THRESHOLD, PanopticResult, panoptic_inference
+from findvl.predictor import batch
 from findvl.predictor.inputs import as_image_tensor, previous_logits, prompt_from_inputs
 from findvl.prototypes import prototype_set
 
@@ -67,7 +74,8 @@ class Prediction:
 
 @dataclass
 class EncodedImage:
-    """One encoded image: features plus passes cached for it (proposals, retrieval)."""
+    """One encoded image: features plus passes cached for it (proposals, retrieval, the
+    interface's image side under ``cache["interface"]``)."""
 
     features: ImageFeatures
     cache: dict = field(default_factory=dict)
@@ -95,15 +103,26 @@ class FindPredictor:
         model: the model (put in eval mode here).
         seed: seeds the random choice of prompt points, so answers are repeatable.
         cache_size: class vocabularies and captions kept (least recently used dropped).
+        cache_interface: keep each image's interface image side after its first prompt
+            (faster prompts; memory: two ``[hw,D]`` tensors per interface layer plus the
+            levels and resized mask features, about 400 MB for a 1024² image at FIND-T size).
     """
 
-    def __init__(self, model: FindModel, *, seed: int = 0, cache_size: int = 64) -> None:
+    def __init__(
+        self,
+        model: FindModel,
+        *,
+        seed: int = 0,
+        cache_size: int = 64,
+        cache_interface: bool = True,
+    ) -> None:
         self.model = model.eval()
         self.seed = seed
         self.cache_size = cache_size
+        self.cache_interface = cache_interface
+        self.model.class_tables.limit = cache_size
         self._lock = threading.RLock()
         self._local = threading.local()
-        self._class_cache: OrderedDict[tuple[str, ...], torch.Tensor] = OrderedDict()
         self._caption_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
 
     @classmethod
@@ -151,25 +170,32 @@ class FindPredictor:
         return self.encoded.size
 
     # ---- forwards ------------------------------------------------------------------------
+    def interface_cache(self, encoded: EncodedImage) -> InterfaceImageCache | None:
+        """The interface's image side of ``encoded``, computed on first use and kept with it
+        (recomputed if the weights changed; None when ``cache_interface`` is off)."""
+        if not self.cache_interface:
+            return None
+        with self._lock:
+            cached = encoded.cache.get("interface")
+            if cached is None or self.model.interface.usable_cache(cached) is None:
+                cached = encoded.cache["interface"] = self.model.cache_image(encoded.features)
+            return cached
+
     def _run(self, request, encoded: EncodedImage | None = None):
-        feats = (encoded or self.encoded).features
-        generator = torch.Generator().manual_seed(self.seed)
+        encoded = encoded or self.encoded
         with self._lock, torch.no_grad():
-            return self.model(feats, [request], generator=generator)
+            cache = self.interface_cache(encoded)
+            generator = torch.Generator().manual_seed(self.seed)
+            return self.model(encoded.features, [request], generator=generator, image_cache=cache)
 
     def _to_original(self, masks: torch.Tensor, out) -> torch.Tensor:
         return out.to_original(masks, 0)
 
     def class_table(self, classes: list[str]) -> torch.Tensor:
-        """``[K+1,P]`` class embeddings (+ background), cached per vocabulary."""
-        key = tuple(classes)
+        """``[K+1,P]`` class embeddings (+ background), cached per vocabulary (by the model,
+        :attr:`~findvl.model.find.FindModel.class_tables`, invalidated when weights change)."""
         with self._lock, torch.no_grad():
-            return _lru_get(
-                self._class_cache,
-                key,
-                self.cache_size,
-                lambda: self.model.class_embeddings(list(classes)),
-            )
+            return self.model.class_embeddings(list(classes))
 
     def _object_pass(self, encoded: EncodedImage):
         """The image side of generic segmentation (object proposals), once per image."""
@@ -178,8 +204,12 @@ class FindPredictor:
                 model = self.model
                 pset = prototype_set(["generic_segmentation"], model.variant)
                 slots = [proposal_slot(model.interface, "p.object", 1)]
-                pixel = encoded.features.pixel
-                encoded.cache["objects"] = model.interface(slots, pset=pset, pixel=pixel)
+                encoded.cache["objects"] = model.interface(
+                    slots,
+                    pset=pset,
+                    pixel=encoded.features.pixel,
+                    image_cache=self.interface_cache(encoded),
+                )
             return encoded.cache["objects"]
 
     def segment(
@@ -267,6 +297,19 @@ class FindPredictor:
         prev = None if previous is None else [previous]
         out = self._run(InteractiveSegmentation([list(prompts)], previous=prev))
         return self._targets(out.interactive_segmentation, out)
+
+    def ground_batch(
+        self, images: list[EncodedImage], phrases: list[list[str]]
+    ) -> list[MaskResult]:
+        """:meth:`ground` of ``phrases[b]`` on ``images[b]`` (from :meth:`encode`), all in
+        one forward; equal to one call per image (:mod:`findvl.predictor.batch`)."""
+        return batch.ground_batch(self, images, phrases)
+
+    def click_batch(
+        self, images: list[EncodedImage], prompts: list[list[VisualPrompt]]
+    ) -> list[MaskResult]:
+        """:meth:`click` of ``prompts[b]`` on ``images[b]``, all in one forward."""
+        return batch.click_batch(self, images, prompts)
 
     def predict(
         self,

@@ -97,7 +97,7 @@ class OptimConfig:
     weight_decay: float = 0.05  # not applied to norms, biases, embeddings, logit scale
     warmup: float = 0.05  # fraction of the run spent warming up
     grad_clip: float = 1.0
-    steps: int | None = 1800  # stop after this many steps (None: only the time budget)
+    steps: int | None = 3000  # stop after this many steps (None: only the time budget)
     minutes: float | None = None  # stop after this much wall-clock time
     eval_every: int = 100  # steps between held-out evaluations (a JSON log line each)
     holdout: int = 128  # training images kept out of training for the logged retrieval

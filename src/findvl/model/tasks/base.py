@@ -34,6 +34,12 @@ class TaskModel(Protocol):
     pixel_scores: str
     conventions: ConventionsConfig
     logit_scale: torch.Tensor
+    language: Any  # the language encoder (its identity keys the class-table cache)
+    lang_proj: torch.Tensor
+    text_shift: torch.Tensor
+    text_scale: torch.Tensor
+    text_whiten: torch.Tensor | None
+    training: bool
 
     def encode_text(self, texts: list[str], field: str = "texts") -> ProjectedText: ...
 
@@ -57,7 +63,7 @@ class SlotContext:
 
     features: ImageFeatures
     keys: frozenset[str]
-    generator: torch.Generator | None
+    generator: torch.Generator | list[torch.Generator] | None
 
     @property
     def batch(self) -> int:

@@ -10,6 +10,7 @@ import torch
 
 from findvl.model import assemble
 from findvl.model.conventions import class_text
+from findvl.model.image_cache import caching_allowed, weights_version
 from findvl.model.outputs import GenericSegmentationOutput
 from findvl.model.requests import GenericSegmentation
 from findvl.model.sequence_types import InterfaceOutput
@@ -31,10 +32,31 @@ def slots(model: TaskModel, context: SlotContext, request: GenericSegmentation) 
 def class_embeddings(model: TaskModel, classes: list[str]) -> torch.Tensor:
     """Semantic embeddings ``[K+1,P]`` of class names (+ ``background``), image-free.
 
-    The class query attends only its class tokens, so it is computed in a text-only pass.
+    The class query attends only its class tokens, so it is computed in a text-only pass. In
+    inference (no grad, eval mode) the table is served from ``model.class_tables`` keyed by
+    the vocabulary, the language encoder and the version of the weights it depends on.
     """
     names = [class_text(n, model.conventions.class_prompt) for n in [*classes, "background"]]
+    cache = getattr(model, "class_tables", None)
+    if cache is None or not caching_allowed(model):
+        return _class_pass(model, names)
+    version = weights_version(
+        model.language,
+        model.interface,
+        model.lang_proj,
+        model.text_shift,
+        model.text_scale,
+        model.text_whiten,
+    )
+    key = (tuple(names), id(model.language))
+    return cache.get(key, version, lambda: _class_pass(model, names))
+
+
+def _class_pass(model: TaskModel, names: list[str]) -> torch.Tensor:
     text = model.encode_text(names, f"{NAME}.classes")
+    if model.conventions.class_table == "text":  # the projected end-of-text tokens  [K,D]
+        last = text.mask.sum(1) - 1
+        return text.features[torch.arange(len(names), device=last.device), last]
     pset = prototype_set([NAME], model.variant)
     k = len(names)
     seq = [
