@@ -9,7 +9,7 @@ embeddings indexable. Content attention may use ``f.image``; conditional attenti
 Two variants exist where the paper and the released weights differ (see :data:`VARIANTS`):
 ``paper`` is Table 1 exactly; ``official`` is what the released FIND checkpoints were trained
 with. A :class:`PrototypeSet` compiles several tasks into one sequence (see
-:mod:`findvl.model.layout` for token-level masks).
+:mod:`findvl.model.masks` for token-level masks).
 """
 
 from __future__ import annotations
@@ -360,14 +360,6 @@ class PrototypeSet:
     def id_matched(self, row_key: str, col_key: str) -> bool:
         """Whether content attention from ``row_key`` to ``col_key`` also requires equal ids."""
         return (row_key.split("/")[-1], col_key.split("/")[-1]) in ID_MATCHED
-
-    def content_matrix(self, keys: list[str]) -> np.ndarray:
-        """``[N,N]`` 0/1 group-level content mask over ``keys`` (a subset of slot keys)."""
-        return np.array([[int((y, x) in self.content_pairs) for x in keys] for y in keys])
-
-    def condition_matrix(self, keys: list[str]) -> np.ndarray:
-        """``[N,N]`` 0/1 group-level conditional mask over ``keys`` (no ``f.image``)."""
-        return np.array([[int((y, x) in self.condition_pairs) for x in keys] for y in keys])
 
 
 def prototype_set(tasks: list[str], variant: str = DEFAULT_VARIANT) -> PrototypeSet:

@@ -56,9 +56,9 @@ def test_quickstart_class_scores_start_at_clip_temperature(images):
     """At the official e^1 no class probability can pass the 0.8 object threshold; the
     quickstart model starts at CLIP's 1/0.07. A separate class temperature is an option."""
     cfg = preset_config("find_synth")
-    assert cfg.pixel_decoder.mask_stride < 4
+    assert cfg.pixel_decoder.mask_stride < 4 and cfg.vision.finest_stride == 2
     model = build_model(cfg)
-    # the shipped RegNet's own levels: the interface attends 4x4, 8x8, 16x16 cells at 64 px
+    # one octave finer than usual: the interface attends 4x4, 8x8, 16x16 cells at 64 px
     assert [level.stride for level in model.vision.levels] == [2, 4, 8, 16]
     assert math.isclose(model.class_scale().item(), 1 / 0.07, rel_tol=1e-5)
     cfg.language.logit_scale_init, cfg.language.class_logit_scale_init = 1.0, 2.0

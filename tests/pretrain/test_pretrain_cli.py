@@ -65,8 +65,8 @@ def test_steps_and_minutes_are_exclusive() -> None:
         )
 
 
-def test_vision_directory_loads_as_a_regnet_with_its_own_levels(exported: Path) -> None:
-    directory = exported / "synth-clip-vision"
+def test_vision_directory_loads_as_a_regnet_with_its_own_levels(exported_regnet: Path) -> None:
+    directory = exported_regnet / "synth-clip-vision"
     config = json.loads((directory / "config.json").read_text())
     assert config["model_type"] == "regnet"
     assert (directory / "model.safetensors").is_file()
@@ -82,13 +82,20 @@ def test_vision_directory_loads_as_a_regnet_with_its_own_levels(exported: Path) 
         "res4": (1, 96, 8, 8), "res5": (1, 144, 4, 4),
     }  # fmt: skip
     assert all(not p.requires_grad for p in encoder.backbone.parameters())
+    report = json.loads((exported_regnet / "pretrain.json").read_text())
+    assert report["longest_side"] == 64 and report["grid_stride"] is None
+    recall = report["metrics"]["recall_at_1"]
+    for key in ("image_to_text", "text_to_image"):  # in-memory model == exported directories
+        assert report["exported_recall_at_1"][key] == pytest.approx(recall[key])
+    assert len(report["metrics"]["dense_levels"]) == 3  # strides 4, 8, 16
 
 
 @pytest.fixture(scope="module")
-def exported_vit(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("pretrained_vit")
+def exported_regnet(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("pretrained_regnet")
     argv = ["pretrain-encoders", "--data", str(tiny_world), "--out", str(out), "--steps", "4",
-            "--batch-size", "8", "--threads", "1", "--no-progress", "--vision", "vit"]  # fmt: skip
+            "--batch-size", "8", "--threads", "1", "--no-progress",
+            "--vision", "regnet"]  # fmt: skip
     threads = torch.get_num_threads()
     try:
         assert main(argv) == 0
@@ -97,15 +104,10 @@ def exported_vit(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return out
 
 
-def test_vit_vision_directory_loads_as_a_clip_pyramid(exported_vit: Path) -> None:
-    directory = exported_vit / "synth-clip-vision"
+def test_vit_vision_directory_loads_as_a_clip_pyramid(exported: Path) -> None:
+    directory = exported / "synth-clip-vision"
     config = json.loads((directory / "config.json").read_text())
     assert config["model_type"] == "clip_vision_model"
-    report = json.loads((exported_vit / "pretrain.json").read_text())
-    assert report["longest_side"] == 64 and report["grid_stride"] == 4
-    recall = report["metrics"]["recall_at_1"]
-    for key in ("image_to_text", "text_to_image"):  # in-memory model == exported directories
-        assert report["exported_recall_at_1"][key] == pytest.approx(recall[key])
     assert (directory / "model.safetensors").is_file()
     encoder = load_vision_encoder(
         directory, out_channels=32, longest_side=64, grid_stride=4, dtype="fp32"
@@ -152,7 +154,7 @@ def test_logs_report_and_exported_parity(exported: Path) -> None:
     assert {"loss", "clip", "dense", "holdout_i2t_r1", "holdout_dense_acc"} <= set(records[-1])
     report = json.loads((exported / "pretrain.json").read_text())
     assert report["eval_split"] == "val"
-    assert report["longest_side"] == 64 and report["grid_stride"] is None
+    assert report["longest_side"] == 64 and report["grid_stride"] == 4
     assert report["summary"]["steps"] == 4
     recall = report["metrics"]["recall_at_1"]
     for key in ("image_to_text", "text_to_image"):  # in-memory model == exported directories

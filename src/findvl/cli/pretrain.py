@@ -6,7 +6,7 @@ Example (the shipped ``src/findvl/pretrained/``, see its README.md)::
         --holdout-combos
     findvl data synth --out data/synth --images 100 --split val --size 64 --seed 1 \\
         --holdout-combos
-    findvl pretrain-encoders --data data/synth --out src/findvl/pretrained --steps 3000 \\
+    findvl pretrain-encoders --data data/synth --out src/findvl/pretrained --steps 1800 \\
         --seed 0 --threads 1
 """
 
@@ -30,17 +30,18 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument(
-        "--steps", type=positive_int, default=None, help="optimiser steps (default 3000)"
+        "--steps", type=positive_int, default=None, help="optimiser steps (default 1800)"
     )
     budget.add_argument(
         "--minutes", type=float, default=None, help="wall-clock budget instead of a step count"
     )
     parser.add_argument(
         "--vision",
-        choices=("regnet", "convnext", "vit"),
-        default="regnet",
-        help="image tower: a RegNet (default; its stem and stages are FIND's levels), a "
-        "ConvNeXt, or a CLIP ViT (one grid, FIND adds a pyramid)",
+        choices=("vit", "regnet", "convnext"),
+        default="vit",
+        help="image tower: a CLIP ViT (default, the shipped synth-clip-vision: one grid, FIND "
+        "adds a pyramid), a RegNet (the shipped regnet/: its stem and stages are FIND's "
+        "levels; use --steps 3000) or a ConvNeXt",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument(
@@ -122,6 +123,8 @@ def _tower_defaults(kind: str):
     """The image tower of ``kind`` at the sizes its ``VisionTowerConfig`` documents."""
     from findvl.pretrain.config import VisionTowerConfig
 
-    if kind == "vit":
-        return VisionTowerConfig(kind="vit", patch_size=4)
-    return VisionTowerConfig(kind="convnext", hidden_sizes=(32, 48, 64, 96), depths=(1, 1, 2, 1))
+    if kind == "regnet":
+        return VisionTowerConfig(kind="regnet")
+    return VisionTowerConfig(
+        kind="convnext", patch_size=2, hidden_sizes=(32, 48, 64, 96), depths=(1, 1, 2, 1)
+    )

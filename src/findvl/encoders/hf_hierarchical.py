@@ -39,8 +39,7 @@ def probe_levels(backbone: nn.Module) -> tuple[list[int], tuple[FeatureLevel, ..
         raise ValueError(f"the backbone gives {len(strides)} distinct strides, FIND needs 4")
     indices = [chosen[s][0] for s in strides]
     levels = tuple(
-        FeatureLevel(name, stride, chosen[stride][1])
-        for name, stride in zip(LEVEL_NAMES, strides)
+        FeatureLevel(name, stride, chosen[stride][1]) for name, stride in zip(LEVEL_NAMES, strides)
     )
     return indices, levels
 
@@ -77,6 +76,4 @@ class HierarchicalAdapter(VisionEncoder):
             states = self.backbone(
                 pixel_values=pixels.to(dtype), output_hidden_states=True
             ).hidden_states
-        return {
-            level.name: states[i].float() for level, i in zip(self.levels, self.indices)
-        }
+        return {level.name: states[i].float() for level, i in zip(self.levels, self.indices)}

@@ -16,16 +16,17 @@ VISION_KINDS = ("regnet", "convnext", "vit")
 class VisionTowerConfig:
     """The image tower trained from scratch.
 
-    ``kind="regnet"`` (the default): a ``RegNetModel`` whose stem (stride 2) and three stages
-    (4, 8, 16) are the levels FIND reads, as FIND reads its FocalNet's stages; its pooled last
-    stage is the image embedding. ``kind="convnext"``: the same with a ``ConvNextModel``
-    (stages at ``patch_size * 2**i``). ``kind="vit"``: a ``CLIPVisionModel`` (one stride-
-    ``patch_size`` grid, FIND adds a pyramid), trained with FLIP's patch dropping.
+    ``kind="vit"`` (the default, the shipped ``synth-clip-vision``): a ``CLIPVisionModel``
+    (one stride-``patch_size`` grid, FIND adds a pyramid), trained with FLIP's patch dropping.
+    ``kind="regnet"`` (the shipped ``regnet/``): a ``RegNetModel`` whose stem (stride 2) and
+    three stages (4, 8, 16) are the levels FIND reads, as FIND reads its FocalNet's stages;
+    its pooled last stage is the image embedding. ``kind="convnext"``: the same with a
+    ``ConvNextModel`` (stages at ``patch_size * 2**i``; use ``patch_size=2``).
     """
 
-    kind: str = "regnet"
+    kind: str = "vit"
     image_size: int = 64  # training resolution; the synthetic images are 64 px
-    patch_size: int = 2  # convnext: the stem's stride (stages at 2/4/8/16 px); vit: the patch
+    patch_size: int = 4  # vit: the patch (16x16 grid at 64 px); convnext: the stem's stride
     grid_stride: int = 4  # vit: input pixels per patch at inference (the adapter's grid_stride)
     hidden_size: int = 64  # vit: the token width (96 learnt less per CPU s)
     num_layers: int = 4  # vit
@@ -97,7 +98,7 @@ class OptimConfig:
     weight_decay: float = 0.05  # not applied to norms, biases, embeddings, logit scale
     warmup: float = 0.05  # fraction of the run spent warming up
     grad_clip: float = 1.0
-    steps: int | None = 3000  # stop after this many steps (None: only the time budget)
+    steps: int | None = 1800  # stop after this many steps (None: only the time budget)
     minutes: float | None = None  # stop after this much wall-clock time
     eval_every: int = 100  # steps between held-out evaluations (a JSON log line each)
     holdout: int = 128  # training images kept out of training for the logged retrieval

@@ -19,12 +19,12 @@ import torch
 from torch import nn
 
 from findvl.encoders.hf_hierarchical import probe_levels
-from findvl.pretrain.model import PretrainOutput
+from findvl.pretrain.model import DenseDualEncoder
 
 LABEL_STRIDE = 4  # the finest dense-label grid: one cell per 4x4 pixels
 
 
-class DenseHierarchicalClip(nn.Module):
+class DenseHierarchicalClip(DenseDualEncoder):
     """Hierarchical image tower + ``CLIPTextModel`` text tower + per-level dense heads.
 
     Args:
@@ -85,28 +85,8 @@ class DenseHierarchicalClip(nn.Module):
         )
         return embeds, logits
 
-    def encode_texts(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``[T,L]`` ids and bool mask -> ``[T,P]`` normalised embeddings (EOT pooled)."""
-        out = self.text_model(input_ids=ids, attention_mask=mask.long())
-        return nn.functional.normalize(self.text_projection(out.pooler_output), dim=-1)
-
     def logit_scale(self) -> torch.Tensor:
         return self.logit_scale_param.exp().clamp(max=self.max_logit_scale)
-
-    def forward(
-        self,
-        pixels: torch.Tensor,
-        ids: torch.Tensor,
-        mask: torch.Tensor,
-        keep: torch.Tensor | None = None,
-    ) -> PretrainOutput:
-        image_embeds, logits = self.encode_dense(pixels, keep)
-        return PretrainOutput(
-            image_embeds=image_embeds,
-            text_embeds=self.encode_texts(ids, mask),
-            patch_logits=logits,
-            logit_scale=self.logit_scale(),
-        )
 
 
 def build_dense_hierarchical_clip(

@@ -31,7 +31,36 @@ class PretrainOutput:
     logit_scale: torch.Tensor
 
 
-class DenseClipModel(nn.Module):
+class DenseDualEncoder(nn.Module):
+    """What both pretrained pairs share: the text side and the joint forward.
+
+    Subclasses provide ``text_model``, ``text_projection``, :meth:`encode_dense` and
+    :meth:`logit_scale`.
+    """
+
+    def encode_texts(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``[T,L]`` ids and bool mask -> ``[T,P]`` normalised embeddings (EOT pooled)."""
+        out = self.text_model(input_ids=ids, attention_mask=mask.long())
+        return nn.functional.normalize(self.text_projection(out.pooler_output), dim=-1)
+
+    def forward(
+        self,
+        pixels: torch.Tensor,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        keep: torch.Tensor | None = None,
+    ) -> PretrainOutput:
+        """Images ``[B,3,S,S]``, captions ``[T,L]`` (ids, bool mask), kept patches ``[B,K]``."""
+        image_embeds, logits = self.encode_dense(pixels, keep)
+        return PretrainOutput(
+            image_embeds=image_embeds,
+            text_embeds=self.encode_texts(ids, mask),
+            patch_logits=logits,
+            logit_scale=self.logit_scale(),
+        )
+
+
+class DenseClipModel(DenseDualEncoder):
     """``CLIPModel`` with a linear head on the vision tower's final patch tokens.
 
     The head reads ``last_hidden_state`` without the CLS token, the very features
@@ -87,29 +116,8 @@ class DenseClipModel(nn.Module):
         embeds, patches = self.encode_images(pixels, keep)
         return embeds, (self.dense_head(patches),)
 
-    def encode_texts(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``[T,L]`` ids and bool mask -> ``[T,P]`` normalised embeddings (EOT pooled)."""
-        out = self.clip.text_model(input_ids=ids, attention_mask=mask.long())
-        return nn.functional.normalize(self.clip.text_projection(out.pooler_output), dim=-1)
-
     def logit_scale(self) -> torch.Tensor:
         return self.clip.logit_scale.exp().clamp(max=self.max_logit_scale)
-
-    def forward(
-        self,
-        pixels: torch.Tensor,
-        ids: torch.Tensor,
-        mask: torch.Tensor,
-        keep: torch.Tensor | None = None,
-    ) -> PretrainOutput:
-        """Images ``[B,3,S,S]``, captions ``[T,L]`` (ids, bool mask), kept patches ``[B,K]``."""
-        image_embeds, logits = self.encode_dense(pixels, keep)
-        return PretrainOutput(
-            image_embeds=image_embeds,
-            text_embeds=self.encode_texts(ids, mask),
-            patch_logits=logits,
-            logit_scale=self.logit_scale(),
-        )
 
 
 # sine-cosine codes have std ~0.7; x0.2 matches the patch embeddings' ~0.14 at initialisation
