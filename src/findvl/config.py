@@ -64,9 +64,8 @@ class LanguageConfig:
     # makes every text token ~8x smaller than the queries and all captions/phrases look alike)
     proj_init_std: float | None = None
     # False freezes lang_proj at its random start (a full-rank map of the whitened features).
-    # Learnt on the quickstart, the 8 shape classes' embeddings collapse to one direction
-    # (cos 1.00) while the queries cannot yet tell shapes apart, and a softmax over equal
-    # class embeddings gives no gradient that would separate them again
+    # Measured on the quickstart: it does not keep the shape classes apart (their embeddings
+    # collapse in the interface's class pass, see conventions.class_table), so it stays on
     proj_trainable: bool = True
     # initial log temperature of every cosine score (official: 1.0, i.e. scale e; released
     # weights bring their learned value). With scale e, K classes at cos 0 and the right one
