@@ -83,7 +83,8 @@ def main() -> None:
         report = json.loads((args.vision.parent / "pretrain.json").read_text()) if (
             args.vision.parent / "pretrain.json").is_file() else {}  # fmt: skip
         stride = report.get("grid_stride") or 4
-        encoder = load_vision_encoder(args.vision, longest_side=64, grid_stride=stride)
+        side_in = report.get("longest_side") or 64  # a ResNet reads the images at 128 px
+        encoder = load_vision_encoder(args.vision, longest_side=side_in, grid_stride=stride)
         tokenizer = load_language_encoder(args.text).tokenizer
         classes = read_class_table(root, "train")
         thing = torch.tensor(classes.isthing)
@@ -99,11 +100,12 @@ def main() -> None:
             level_features(encoder, train.pixels[i : i + 100]) for i in range(0, len(train), 100)
         ]
         val_features = level_features(encoder, val.pixels)
+        grid = round(val.patch_counts.shape[1] ** 0.5)  # the label grid: 4x4 input pixels
         for name, features in val_features.items():
             side = features.shape[-1]
-            if side > 16:  # finer than the stride-4 label grid
+            if side > grid:  # finer than the label grid
                 continue
-            factor = 16 // side
+            factor = grid // side
             fitted = shape_cells(
                 torch.cat([c[name] for c in chunks]), pool_counts(train.patch_counts, factor), thing
             )

@@ -125,10 +125,27 @@ def find_synth_regnet_config() -> ModelConfig:
     )
 
 
+def find_synth_resnet_config() -> ModelConfig:
+    """``find_synth`` over the shipped ``pretrained/resnet/`` pair: a ResNet image tower of
+    basic blocks that reads the 64 px images resized to 128 (its four stages, strides 4..32,
+    are 2..16 of the original pixels: the levels of ``find_synth_regnet``) and its CLIP text
+    tower; masks at stride 2 of the resized input (the original resolution); class
+    embeddings from the projected names (``conventions.class_table="text"``)."""
+    return ModelConfig(
+        preset="find_synth_resnet",
+        vision=VisionConfig(kind="hf", path=f"{SHIPPED}resnet/synth-clip-vision", longest_side=128),
+        language=replace(find_synth_config().language, path=f"{SHIPPED}resnet/synth-clip-text"),
+        pixel_decoder=replace(find_tiny_config().pixel_decoder, mask_stride=2),
+        interface=find_tiny_config().interface,
+        conventions=ConventionsConfig(class_table="text"),
+    )
+
+
 PRESETS: dict[str, Callable[[], ModelConfig]] = {
     "find_tiny": find_tiny_config,
     "find_synth": find_synth_config,
     "find_synth_regnet": find_synth_regnet_config,
+    "find_synth_resnet": find_synth_resnet_config,
     **RELEASED_PRESETS,
     "find_sam_llama": find_sam_llama_config,
     "find_dinov2_clip": find_dinov2_clip_config,

@@ -6,7 +6,9 @@ As in the paper, the foundation models are pretrained and frozen (``find_synth``
 ``findvl pretrain-encoders`` made on the synthetic train split, shipped with the package); the
 interface, pixel decoder, feature pyramid and ``lang_proj`` are trained.
 
-The number of steps is calibrated from the speed of the first steps (multi-step schedule: the
+Training runs a fixed number of steps (:data:`QUICKSTART_STEPS`, about 12 minutes on two CPU
+cores), so every machine trains the same model. With a time budget instead (``--minutes``) the
+number of steps is calibrated from the speed of the first steps (multi-step schedule: the
 early learning rates do not depend on the total) and recorded; ``--steps N`` reruns exactly.
 """
 
@@ -23,6 +25,9 @@ from findvl.data.synth.write import SynthConfig, write_synth
 from findvl.train.config import train_config
 from findvl.train.optim import ScheduleConfig, build_scheduler
 from findvl.train.trainer import Trainer
+
+#: Steps of ``make demo`` (fits its 15 minutes on two CPU cores with data and evaluation).
+QUICKSTART_STEPS = 700
 
 #: Training settings of the quickstart (on top of its preset).
 QUICKSTART_OVERRIDES = [
@@ -41,7 +46,7 @@ QUICKSTART_OVERRIDES = [
 @dataclass
 class QuickstartConfig:
     out: Path = Path("runs/quickstart")
-    minutes: float = 15.0  # total budget (synthesis + training + evaluation + report)
+    minutes: float | None = None  # total budget (synthesis + training + evaluation + report)
     seed: int = 0
     device: str = "cpu"
     preset: str = "find_synth"  # frozen pretrained encoders; "find_tiny" trains them from scratch
@@ -49,7 +54,7 @@ class QuickstartConfig:
     val_images: int = 100
     size: int = 64
     batch_size: int = 8
-    steps: int | None = None  # fixed number of steps (reproducible); None = fit the budget
+    steps: int | None = QUICKSTART_STEPS  # fixed (reproducible); None: fit ``minutes``
     eval_reserve_s: float = 150.0  # seconds kept for evaluation and the report
     overrides: tuple[str, ...] = ()
 
@@ -115,7 +120,8 @@ def train(
         for _ in range(calibration - 1):
             trainer.train_step()
         per_step = (time.time() - t0) / (calibration - 1)
-        left = cfg.minutes * 60 - (time.time() - started) - cfg.eval_reserve_s
+        budget = 15.0 if cfg.minutes is None else cfg.minutes
+        left = budget * 60 - (time.time() - started) - cfg.eval_reserve_s
         _set_total_steps(trainer, max(calibration + 1, int(left / per_step)))
     summary = trainer.fit()
     return trainer, summary

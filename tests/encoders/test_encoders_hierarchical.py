@@ -1,4 +1,5 @@
-"""Hierarchical Hugging Face backbones (RegNet, ConvNeXt): their own maps are FIND's levels."""
+"""Hierarchical Hugging Face backbones (RegNet, ResNet, ConvNeXt): their own maps are FIND's
+levels."""
 
 from __future__ import annotations
 
@@ -29,6 +30,18 @@ def save_regnet(directory: Path) -> Path:
     return directory
 
 
+def save_resnet(directory: Path) -> Path:
+    from transformers import ResNetConfig, ResNetModel
+
+    torch.manual_seed(0)
+    config = ResNetConfig(
+        embedding_size=8, hidden_sizes=[8, 16, 16, 32], depths=[1, 1, 1, 1],
+        layer_type="basic", downsample_in_first_stage=False,
+    )  # fmt: skip
+    ResNetModel(config).save_pretrained(directory)
+    return directory
+
+
 def save_convnext(directory: Path) -> Path:
     from transformers import ConvNextConfig, ConvNextModel
 
@@ -42,6 +55,7 @@ def save_convnext(directory: Path) -> Path:
     ("save", "strides", "channels"),
     [
         (save_regnet, (2, 4, 8, 16), (8, 16, 16, 32)),
+        (save_resnet, (4, 8, 16, 32), (8, 16, 16, 32)),  # the first stage, not the stem
         (save_convnext, (4, 8, 16, 32), (8, 16, 16, 32)),
     ],
 )

@@ -90,6 +90,32 @@ def test_vision_directory_loads_as_a_regnet_with_its_own_levels(exported_regnet:
     assert len(report["metrics"]["dense_levels"]) == 3  # strides 4, 8, 16
 
 
+def test_resnet_tower_reads_images_resized_to_its_training_side(
+    tiny_world: Path, tmp_path: Path
+) -> None:
+    argv = ["pretrain-encoders", "--data", str(tiny_world), "--out", str(tmp_path), "--steps",
+            "2", "--batch-size", "4", "--threads", "1", "--no-progress", "--vision", "resnet",
+            "--eval-split", "none"]  # fmt: skip
+    threads = torch.get_num_threads()
+    try:
+        assert main(argv) == 0
+    finally:
+        torch.set_num_threads(threads)
+    directory = tmp_path / "synth-clip-vision"
+    assert json.loads((directory / "config.json").read_text())["model_type"] == "resnet"
+    encoder = load_vision_encoder(directory, longest_side=128)
+    batch = preprocess_images([torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8)], encoder.norm)
+    assert tuple(batch.pixels.shape) == (1, 3, 128, 128)
+    with torch.no_grad():
+        levels = encoder(batch.pixels)
+    assert {k: tuple(v.shape) for k, v in levels.items()} == {
+        "res2": (1, 32, 32, 32), "res3": (1, 64, 16, 16),
+        "res4": (1, 96, 8, 8), "res5": (1, 128, 4, 4),
+    }  # fmt: skip
+    report = json.loads((tmp_path / "pretrain.json").read_text())
+    assert report["longest_side"] == 128
+
+
 @pytest.fixture(scope="module")
 def exported_regnet(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("pretrained_regnet")

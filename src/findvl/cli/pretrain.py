@@ -37,7 +37,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--vision",
-        choices=("vit", "regnet", "convnext"),
+        choices=("vit", "resnet", "regnet", "convnext"),
         default="vit",
         help="image tower: a CLIP ViT (default, the shipped synth-clip-vision: one grid, FIND "
         "adds a pyramid), a RegNet (the shipped regnet/: its stem and stages are FIND's "
@@ -125,6 +125,10 @@ def _tower_defaults(kind: str):
 
     if kind == "regnet":
         return VisionTowerConfig(kind="regnet")
+    if kind == "resnet":
+        return VisionTowerConfig(
+            kind="resnet", image_size=128, hidden_sizes=(32, 64, 96, 128), depths=(1, 3, 3, 1)
+        )
     return VisionTowerConfig(
         kind="convnext", patch_size=2, hidden_sizes=(32, 48, 64, 96), depths=(1, 1, 2, 1)
     )

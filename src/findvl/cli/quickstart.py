@@ -9,10 +9,25 @@ from pathlib import Path
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/quickstart"))
-    parser.add_argument("--minutes", type=float, default=15.0, help="total time budget")
+    from findvl.cli.checks import positive_int
+
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument(
+        "--steps",
+        type=positive_int,
+        default=None,
+        help="train exactly this many steps (default: findvl.quickstart.QUICKSTART_STEPS, "
+        "the same on every machine; ~12 min on 2 CPU cores)",
+    )
+    budget.add_argument(
+        "--minutes",
+        type=float,
+        default=None,
+        help="instead of a step count: fit training into this total budget (the step count "
+        "then depends on the machine's speed)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--steps", type=int, help="train exactly this many steps (reproducible)")
     parser.add_argument("--train-images", type=int, default=3000)
     parser.add_argument("--val-images", type=int, default=100)
     parser.add_argument("--size", type=int, default=64, help="synthetic image side")
@@ -31,7 +46,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from findvl.cli.checks import check_device, check_output_dir
-    from findvl.quickstart import QuickstartConfig, run_quickstart
+    from findvl.quickstart import QUICKSTART_STEPS, QuickstartConfig, run_quickstart
 
     check_device(args.device)
     check_output_dir(args.out)
@@ -45,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         size=args.size,
         batch_size=args.batch_size,
         preset=args.preset,
-        steps=args.steps,
+        steps=None if args.minutes is not None else (args.steps or QUICKSTART_STEPS),
         overrides=tuple(args.set),
     )
     metrics = run_quickstart(cfg, progress=not args.no_progress)

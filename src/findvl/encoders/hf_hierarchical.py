@@ -1,4 +1,4 @@
-"""Frozen hierarchical Hugging Face backbones (RegNet, ConvNeXt) as ``VisionEncoder``s.
+"""Frozen hierarchical Hugging Face backbones (RegNet, ResNet, ConvNeXt) as ``VisionEncoder``s.
 
 A hierarchical network already gives maps at several strides, as FIND's own FocalNet and
 DaViT do, so there is no extra pyramid: the last four maps of distinct strides in the
@@ -7,6 +7,9 @@ pixel decoder's input projections read them as they read the official backbones'
 
 * RegNet (``RegNetModel``): the stem (stride 2) and the stages (4, 8, 16, 32 ...). With three
   stages the levels are the stem and the stages: strides 2/4/8/16, what 64 px images need.
+* ResNet (``ResNetModel``): the four stages (4, 8, 16, 32; the stem's stride-4 map is the
+  first stage's input, so the stage wins). On 64 px images resized to 128: 2/4/8/16 of the
+  original pixels.
 * ConvNeXt (``ConvNextModel``): the stages, at ``patch_size * 2**i``.
 
 The strides are measured once with a probe forward, not assumed. The backbone is frozen: no

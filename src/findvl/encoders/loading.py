@@ -40,9 +40,10 @@ VISION_TYPES = (
     "clip",
     "clip_vision_model",
     "regnet",
+    "resnet",
     "convnext",
 )
-HIERARCHICAL_TYPES = ("regnet", "convnext")
+HIERARCHICAL_TYPES = ("regnet", "resnet", "convnext")
 CLIP_TEXT_TYPES = ("clip", "clip_text_model")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # CLIP's published pixel statistics on the 0..255 scale (used when the directory has none)

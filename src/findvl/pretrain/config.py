@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-VISION_KINDS = ("regnet", "convnext", "vit")
+VISION_KINDS = ("resnet", "regnet", "convnext", "vit")
 
 
 @dataclass
@@ -22,6 +22,9 @@ class VisionTowerConfig:
     three stages (4, 8, 16) are the levels FIND reads, as FIND reads its FocalNet's stages;
     its pooled last stage is the image embedding. ``kind="convnext"``: the same with a
     ``ConvNextModel`` (stages at ``patch_size * 2**i``; use ``patch_size=2``).
+    ``kind="resnet"``: a ``ResNetModel`` of basic blocks (dense 3x3 convolutions) whose four
+    stages (strides 4..32) are the levels; trained at ``image_size=128`` (the 64 px images
+    resized, as FIND resizes its inputs), they are strides 2..16 of the original pixels.
     """
 
     kind: str = "vit"
@@ -32,9 +35,9 @@ class VisionTowerConfig:
     num_layers: int = 4  # vit
     num_heads: int = 4  # vit
     mlp_ratio: int = 4  # intermediate_size = mlp_ratio * hidden_size
-    hidden_sizes: tuple[int, ...] = (48, 96, 144)  # regnet/convnext: stage widths
-    depths: tuple[int, ...] = (1, 2, 2)  # regnet/convnext: blocks per stage
-    embedding_size: int = 32  # regnet: the stem's width (the stride-2 level)
+    hidden_sizes: tuple[int, ...] = (48, 96, 144)  # regnet/convnext/resnet: stage widths
+    depths: tuple[int, ...] = (1, 2, 2)  # regnet/convnext/resnet: blocks per stage
+    embedding_size: int = 32  # regnet/resnet: the stem's width
     groups_width: int = 48  # regnet: channels per group of the 3x3 convs
     layer_type: str = "x"  # regnet: "x" (no squeeze-excitation) or "y"
 
@@ -128,8 +131,9 @@ class PretrainConfig:
 
 
 def hierarchical_config(cfg: PretrainConfig):
-    """The ``transformers`` config of a ``kind="regnet"`` or ``"convnext"`` image tower."""
-    from transformers import ConvNextConfig, RegNetConfig
+    """The ``transformers`` config of a ``kind="regnet"``, ``"resnet"`` or ``"convnext"`` image
+    tower."""
+    from transformers import ConvNextConfig, RegNetConfig, ResNetConfig
 
     v = cfg.vision
     if len(v.hidden_sizes) != len(v.depths):
@@ -145,6 +149,15 @@ def hierarchical_config(cfg: PretrainConfig):
             groups_width=v.groups_width,
             layer_type=v.layer_type,
             downsample_in_first_stage=True,  # stem 2, stages 4/8/16: every level FIND needs
+        )
+    if v.kind == "resnet":
+        return ResNetConfig(
+            num_channels=3,
+            embedding_size=v.embedding_size,
+            hidden_sizes=list(v.hidden_sizes),
+            depths=list(v.depths),
+            layer_type="basic",
+            downsample_in_first_stage=False,  # stem 4 (conv 2, max-pool 2), stages 4/8/16/32
         )
     return ConvNextConfig(
         num_channels=3,
