@@ -1,7 +1,7 @@
 """Are the class embeddings of the synthetic shapes apart? And are things classified?
 
     python benchmarks/class_table.py                        # find_synth at initialisation
-    python benchmarks/class_table.py --preset find_synth_regnet
+    python benchmarks/class_table.py --preset find_synth_vit
     python benchmarks/class_table.py --run RUN --data DIR   # a trained run, 20 val images
 
 Prints one JSON line: the mean cosine between the class embeddings of the 8 thing classes

@@ -324,3 +324,25 @@ def test_pickled_weights_with_code_are_refused_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
     assert "refused a pickled weights file" in err and "getcwd" in err
+
+
+@pytest.mark.parametrize(
+    ("path", "trusted"),
+    [
+        ("findvl:synth-clip-vision", True),
+        ("findvl:resnet/synth-clip-vision", True),  # a shipped pair in its own folder
+        ("findvl:../../etc", False),
+        ("findvl:resnet/../../x", False),
+        ("findvl:", False),
+        ("/etc", False),
+    ],
+)
+def test_shipped_names_may_have_subfolders_but_never_leave_the_package(path, trusted, tmp_path):
+    from findvl.runs import _trusted_path
+
+    ckpt = tmp_path / "run" / "step_00000001"
+    if trusted:
+        assert _trusted_path(path, "model.vision.path", ckpt, None) == path
+    else:
+        with pytest.raises(ValueError, match="--vision-path"):
+            _trusted_path(path, "model.vision.path", ckpt, None)

@@ -58,8 +58,8 @@ def test_holds_learned_weights_and_references_the_frozen_encoders(synth_file) ->
         k for k in model.state_dict() if not k.startswith(("vision.backbone.", "language."))
     }
     found = {f["field"]: f for f in read_foundations(directory)}
-    assert found["vision.path"]["path"] == "findvl:synth-clip-vision"  # portable: by name
-    assert found["language.path"]["path"] == "findvl:synth-clip-text"
+    assert found["vision.path"]["path"] == "findvl:resnet/synth-clip-vision"  # portable: by name
+    assert found["language.path"]["path"] == "findvl:resnet/synth-clip-text"
     assert all(len(f["sha256"]) == 64 for f in found.values())
 
 
@@ -85,14 +85,14 @@ def _altered_copy(name: str, target: Path) -> Path:
 
 def test_other_frozen_weights_are_refused_naming_the_path(synth_file, tmp_path, capsys) -> None:
     directory, model = synth_file
-    altered = _altered_copy("synth-clip-vision", tmp_path / "vision")
+    altered = _altered_copy("resnet/synth-clip-vision", tmp_path / "vision")
     config = dataclasses.replace(
         model.config, vision=dataclasses.replace(model.config.vision, path=str(altered))
     )
     with pytest.raises(ValueError, match=rf"vision\.path {altered}: its weights .* not the ones"):
         load_model(directory, config=config)
     unchanged = tmp_path / "same"
-    shutil.copytree(shipped_path("synth-clip-vision"), unchanged)
+    shutil.copytree(shipped_path("resnet/synth-clip-vision"), unchanged)
     load_run(directory, vision_path=str(unchanged))  # a copy of the same weights is fine
 
     image = tmp_path / "image.png"

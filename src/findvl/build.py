@@ -143,7 +143,6 @@ def build_model(config: ModelConfig) -> FindModel:
         num_levels=it.num_levels,
         spatial_memories=it.spatial_memories,
         heads=FindHeads(hidden_dim=it.hidden_dim, dim_proj=it.dim_proj, mask_dim=pd.mask_dim),
-        query_init=it.query_init,
     )
     model = FindModel(
         vision=vision,

@@ -22,7 +22,6 @@ Dtype = Literal["fp32", "bf16", "fp16"]
 Variant = Literal["official", "paper"]
 #: Interactive and visual-interleave scores: raw dot products or ``exp(logit_scale)·cos``.
 PixelScores = Literal["dot", "cosine"]
-QueryInit = Literal["image", "text"]
 #: Where a prompt pixel lands in the canvas (:mod:`findvl.model.sampler`).
 PointConvention = Literal["center", "official"]
 #: Text embedded for a class: the bare name or the official description prompt.
@@ -110,9 +109,6 @@ class InterfaceConfig:
     max_spatial_points: int = 512  # points drawn per image for spatial tokens
     variant: Variant = "official"  # prototype variant: "official" or "paper"
     pixel_scores: PixelScores = "dot"  # "dot" (released weights) or "cosine"
-    # "image" (released weights): language queries start as copies of the image query;
-    # "text": plus the mean of their own projected tokens
-    query_init: QueryInit = "image"
 
 
 @dataclass

@@ -76,16 +76,16 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 def _trusted_path(value: str | None, key: str, ckpt: Path, given: str | None) -> str | None:
     """A directory named by a checkpoint, made safe: the command line's ``given`` wins; a
-    shipped ``findvl:NAME`` stays; a relative path without ``..`` is taken relative to the run
-    directory (the checkpoint's parent); anything else is refused, so a checkpoint cannot
-    point the program at arbitrary directories."""
+    shipped ``findvl:NAME`` (or ``findvl:NAME/SUBDIR``) stays; a relative path without ``..``
+    is taken relative to the run directory (the checkpoint's parent); anything else is
+    refused, so a checkpoint cannot point the program at arbitrary directories."""
     if given is not None:
         return given if given.startswith(SHIPPED) else os.path.abspath(given)
     if value is None:
         return None
     if value.startswith(SHIPPED):
-        name = value[len(SHIPPED) :]
-        if name and "/" not in name and "\\" not in name and name not in (".", ".."):
+        parts = value[len(SHIPPED) :].split("/")  # a shipped NAME or NAME/SUBDIR
+        if all(p and "\\" not in p and p not in (".", "..") for p in parts):
             return value
     elif not Path(value).is_absolute() and ".." not in Path(value).parts:
         return os.path.join(os.path.abspath(ckpt.parent), value)

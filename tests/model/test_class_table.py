@@ -49,30 +49,3 @@ def test_a_frozen_lang_proj_is_not_trained() -> None:
     assert not model.lang_proj.requires_grad
     names = [n for g in param_groups(model, weight_decay=0.05) for n in g["names"]]
     assert "lang_proj" not in names and any(n.startswith("interface.") for n in names)
-
-
-def _query_model(query_init: str):
-    config = preset_config("find_tiny")
-    config.interface.query_init = query_init
-    torch.manual_seed(0)
-    return build_model(config).eval()
-
-
-def test_text_initialised_queries_start_from_their_own_text() -> None:
-    image_init, text_init = _query_model("image"), _query_model("text")
-    text = text_init.encode_text(NAMES)
-    from findvl.model.slots import language_query_slot
-
-    rows = [[0, 1], [2]]  # two texts for image 0, one for image 1
-    copies = language_query_slot(image_init.interface, "q", text, rows)
-    started = language_query_slot(text_init.interface, "q", text, rows)
-    last = text.mask.sum(1) - 1
-    ends = text.features[torch.arange(len(NAMES)), last]
-    image_query = text_init.interface.query_feat.weight[-1]
-    assert torch.equal(copies.x[0, 0], copies.x[0, 1])  # FIND: every query the same copy
-    assert torch.allclose(started.x[0, 0], image_query + ends[0])
-    assert torch.allclose(started.x[0, 1], image_query + ends[1])
-    assert torch.allclose(started.x[1, 0], image_query + ends[2])
-    assert torch.equal(started.x[1, 1], image_query.detach())  # padding: the plain copy
-    assert started.valid.tolist() == [[True, True], [True, False]]
-    assert started.ids.tolist() == [[0, 1], [0, -1]]

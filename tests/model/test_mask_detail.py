@@ -55,11 +55,16 @@ def test_bad_stride_is_named():
 def test_quickstart_class_scores_start_at_clip_temperature(images):
     """At the official e^1 no class probability can pass the 0.8 object threshold; the
     quickstart model starts at CLIP's 1/0.07. A separate class temperature is an option."""
-    cfg = preset_config("find_synth")
+    cfg = preset_config("find_synth_vit")
     assert cfg.pixel_decoder.mask_stride < 4 and cfg.vision.finest_stride == 2
     model = build_model(cfg)
     # one octave finer than usual: the interface attends 4x4, 8x8, 16x16 cells at 64 px
     assert [level.stride for level in model.vision.levels] == [2, 4, 8, 16]
+    # the ResNet reads 64 px images at 128: its stages are the same cells
+    resnet = build_model(preset_config("find_synth"))
+    assert [level.stride for level in resnet.vision.levels] == [4, 8, 16, 32]
+    assert resnet.vision.norm.longest_side == 128 and resnet.config.pixel_decoder.mask_stride == 2
+    assert math.isclose(resnet.class_scale().item(), 1 / 0.07, rel_tol=1e-5)
     assert math.isclose(model.class_scale().item(), 1 / 0.07, rel_tol=1e-5)
     cfg.language.logit_scale_init, cfg.language.class_logit_scale_init = 1.0, 2.0
     separate = build_model(cfg)

@@ -58,25 +58,26 @@ def test_shipped_encoders_load_and_keep_their_measured_quality(tmp_path: Path) -
     assert recall.text_to_image >= recorded["text_to_image"] - 5
 
 
-REGNET = MODELS / "regnet"
+RESNET = MODELS / "resnet"
 
 
-@pytest.mark.skipif(not (REGNET / "synth-clip-vision").is_dir(), reason="no shipped RegNet")
-def test_shipped_regnet_loads_with_its_levels_and_keeps_its_quality(tmp_path: Path) -> None:
-    report = json.loads((REGNET / "pretrain.json").read_text())
-    vision = load_vision_encoder(REGNET / "synth-clip-vision", longest_side=report["longest_side"])
-    levels = vision.forward_features(torch.zeros(1, 3, 64, 64))
+@pytest.mark.skipif(not (RESNET / "synth-clip-vision").is_dir(), reason="no shipped ResNet")
+def test_shipped_resnet_loads_with_its_levels_and_keeps_its_quality(tmp_path: Path) -> None:
+    report = json.loads((RESNET / "pretrain.json").read_text())
+    assert report["longest_side"] == 128  # the 64 px images resized, as FIND resizes inputs
+    vision = load_vision_encoder(RESNET / "synth-clip-vision", longest_side=report["longest_side"])
+    levels = vision.forward_features(torch.zeros(1, 3, 128, 128))
     assert {k: tuple(v.shape) for k, v in levels.items()} == {
-        "res2": (1, 32, 32, 32), "res3": (1, 48, 16, 16),
-        "res4": (1, 96, 8, 8), "res5": (1, 144, 4, 4),
+        "res2": (1, 32, 32, 32), "res3": (1, 64, 16, 16),
+        "res4": (1, 96, 8, 8), "res5": (1, 128, 4, 4),
     }  # fmt: skip
-    language = load_language_encoder(REGNET / "synth-clip-text")
+    language = load_language_encoder(RESNET / "synth-clip-text")
     root = synth_val(tmp_path / "synth")
     data = to_pretrain_data(
         read_captioned(root, "val"), tokenizer=language.tokenizer, norm=vision.norm,
         patch_size=4, grid_stride=4, classes=read_class_table(root, "val"),
     )  # fmt: skip
-    recall = evaluate_exported(REGNET / "synth-clip-vision", REGNET / "synth-clip-text", data)
+    recall = evaluate_exported(RESNET / "synth-clip-vision", RESNET / "synth-clip-text", data)
     recorded = report["exported_recall_at_1"]
     assert recall.recall_at_1.image_to_text >= recorded["image_to_text"] - 5
     assert recall.recall_at_1.text_to_image >= recorded["text_to_image"] - 5

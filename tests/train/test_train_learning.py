@@ -117,7 +117,7 @@ def test_frozen_pretrained_encoders_keep_retrieval_out_of_the_collapse(tmp_path:
     data = tmp_path / "data"
     write_synth(SynthConfig(out=data, images=96, seed=0, size=64), progress=False)
     config = train_config(
-        "find_synth",
+        "find_synth_vit",
         [
             f'data.root="{data}"',
             "data.flip=false",
@@ -257,7 +257,7 @@ def test_text_standardisation_separates_phrase_queries() -> None:
     is ~84% of a token's norm): projected as is, different phrases give alike queries."""
     from findvl.build import build_model, preset_config
 
-    config = preset_config("find_synth")
+    config = preset_config("find_synth_vit")
     config.language.whiten = False  # standardisation alone (whitening: the next test)
     model = build_model(config).eval()
     g = torch.Generator().manual_seed(0)
@@ -295,7 +295,7 @@ def test_whitening_tells_shape_words_apart(tmp_path: Path) -> None:
     texts = shapes + [c for s in load_dataset(data, "train") for c in s.captions]
     cos = {}
     for whiten in (False, True):
-        config = preset_config("find_synth")
+        config = preset_config("find_synth_vit")
         config.language.whiten = whiten
         model = build_model(config).eval()
         model.calibrate_text(texts)

@@ -58,7 +58,7 @@ def test_four_images_are_learnt_on_every_task(tmp_path: Path) -> None:
         "checkpoint_every=1000",
         "log_every=50",
     ]
-    config = train_config("find_synth", overrides, steps=300, batch_size=4, seed=0)
+    config = train_config("find_synth_vit", overrides, steps=300, batch_size=4, seed=0)
     trainer = Trainer(config, tmp_path / "run", progress=False)
     trainer.fit()
     metrics = evaluate_run(

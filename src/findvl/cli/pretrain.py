@@ -40,8 +40,9 @@ def register(parser: argparse.ArgumentParser) -> None:
         choices=("vit", "resnet", "regnet", "convnext"),
         default="vit",
         help="image tower: a CLIP ViT (default, the shipped synth-clip-vision: one grid, FIND "
-        "adds a pyramid), a RegNet (the shipped regnet/: its stem and stages are FIND's "
-        "levels; use --steps 3000) or a ConvNeXt",
+        "adds a pyramid), a ResNet (the shipped resnet/, the quickstart's: its stages are "
+        "FIND's levels, on the images resized to 128 px; use --steps 2400), a RegNet or a "
+        "ConvNeXt",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument(

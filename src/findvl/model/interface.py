@@ -50,10 +50,6 @@ class FindInterface(nn.Module):
         num_levels: image levels attended (3).
         spatial_memories: learned spatial memory vectors.
         heads: the prediction heads.
-        query_init: ``"image"`` (released FIND): a language query (class, description,
-            caption) starts as a copy of the image query; ``"text"``: the copy plus the mean of
-            its own projected text tokens, so queries of different texts differ from the first
-            step (as X-Decoder's text queries are the text features themselves).
     """
 
     def __init__(
@@ -67,15 +63,11 @@ class FindInterface(nn.Module):
         num_levels: int,
         spatial_memories: int,
         heads: FindHeads,
-        query_init: str = "image",
     ) -> None:
         super().__init__()
         d = hidden_dim
         self.num_layers, self.num_heads, self.num_levels = num_layers, num_heads, num_levels
         self.num_proposals = num_proposals
-        if query_init not in ("image", "text"):
-            raise ValueError(f"query_init={query_init!r}: expected 'image' or 'text'")
-        self.query_init = query_init
         self.query_feat = nn.Embedding(num_proposals + 1, d)
         self.query_embed = nn.Embedding(num_proposals + 1, d)
         self.pn_indicator = nn.Embedding(2, d)
@@ -117,16 +109,6 @@ class FindInterface(nn.Module):
             self.query_feat.weight[-1:].expand(batch, n, -1),
             self.query_embed.weight[-1:].expand(batch, n, -1),
         )
-
-    def language_queries(
-        self, pooled: torch.Tensor, valid: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Queries of ``[B,n]`` texts with mean projected tokens ``pooled [B,n,D]``: copies of
-        the image query, plus ``pooled`` where ``query_init="text"`` (zero at padded rows)."""
-        x, pos = self.queries(pooled.shape[0], pooled.shape[1])
-        if self.query_init == "text":
-            x = x + pooled * valid[..., None]
-        return x, pos
 
     def memories(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         return (

@@ -19,7 +19,6 @@ __all__ = [
     "ProjectedText",
     "SpatialSource",
     "interleave_text_slot",
-    "language_query_slot",
     "memory_slot",
     "previous_masks",
     "proposal_slot",
@@ -55,24 +54,6 @@ def query_slot(interface: FindInterface, key: str, counts: list[int]) -> SlotInp
     arange = torch.arange(n, device=x.device)
     valid = arange[None] < torch.tensor(counts, device=x.device)[:, None]
     ids = torch.where(valid, arange[None].expand(len(counts), -1), -1)
-    return SlotInput(key, "query", x, pos, valid, ids)
-
-
-def language_query_slot(
-    interface: FindInterface, key: str, text: ProjectedText, groups: list[list[int]]
-) -> SlotInput:
-    """One query per text ``groups[b]`` of image b (ids = position in the group), started by
-    :meth:`~findvl.model.interface.FindInterface.language_queries` from each text's last
-    projected token (the sentence feature of a causal text model, CLIP's end-of-text)."""
-    last = text.mask.sum(1).clamp(min=1) - 1
-    ends = text.features[torch.arange(len(last), device=last.device), last]  # TxD
-    pooled = _pad_rows([ends[rows] for rows in groups], 0.0)  # BxnxD
-    n = pooled.shape[1]
-    counts = torch.tensor([len(rows) for rows in groups], device=pooled.device)
-    arange = torch.arange(n, device=pooled.device)
-    valid = arange[None] < counts[:, None]
-    x, pos = interface.language_queries(pooled, valid)
-    ids = torch.where(valid, arange[None].expand(len(groups), -1), -1)
     return SlotInput(key, "query", x, pos, valid, ids)
 
 

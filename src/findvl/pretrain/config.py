@@ -18,11 +18,11 @@ class VisionTowerConfig:
 
     ``kind="vit"`` (the default, the shipped ``synth-clip-vision``): a ``CLIPVisionModel``
     (one stride-``patch_size`` grid, FIND adds a pyramid), trained with FLIP's patch dropping.
-    ``kind="regnet"`` (the shipped ``regnet/``): a ``RegNetModel`` whose stem (stride 2) and
-    three stages (4, 8, 16) are the levels FIND reads, as FIND reads its FocalNet's stages;
-    its pooled last stage is the image embedding. ``kind="convnext"``: the same with a
-    ``ConvNextModel`` (stages at ``patch_size * 2**i``; use ``patch_size=2``).
-    ``kind="resnet"``: a ``ResNetModel`` of basic blocks (dense 3x3 convolutions) whose four
+    ``kind="regnet"``: a ``RegNetModel`` whose stem (stride 2) and three stages (4, 8, 16) are
+    the levels FIND reads, as FIND reads its FocalNet's stages; its pooled last stage is the
+    image embedding. ``kind="convnext"``: the same with a ``ConvNextModel`` (stages at
+    ``patch_size * 2**i``; use ``patch_size=2``). ``kind="resnet"`` (the shipped ``resnet/``,
+    the quickstart's): a ``ResNetModel`` of basic blocks (dense 3x3 convolutions) whose four
     stages (strides 4..32) are the levels; trained at ``image_size=128`` (the 64 px images
     resized, as FIND resizes its inputs), they are strides 2..16 of the original pixels.
     """

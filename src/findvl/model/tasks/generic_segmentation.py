@@ -14,7 +14,7 @@ from findvl.model.image_cache import caching_allowed, weights_version
 from findvl.model.outputs import GenericSegmentationOutput
 from findvl.model.requests import GenericSegmentation
 from findvl.model.sequence_types import InterfaceOutput
-from findvl.model.slots import language_query_slot, text_slot
+from findvl.model.slots import query_slot, text_slot
 from findvl.model.tasks.base import SlotContext, TaskModel, TaskSlots, TaskSpec, check_list
 from findvl.prototypes import prototype_set
 
@@ -58,10 +58,10 @@ def _class_pass(model: TaskModel, names: list[str]) -> torch.Tensor:
         last = text.mask.sum(1) - 1
         return text.features[torch.arange(len(names), device=last.device), last]
     pset = prototype_set([NAME], model.variant)
-    rows = [[i] for i in range(len(names))]
+    k = len(names)
     seq = [
-        language_query_slot(model.interface, f"{NAME}/q.class", text, rows),
-        text_slot(f"{NAME}/t.class", text, rows),
+        query_slot(model.interface, f"{NAME}/q.class", [1] * k),
+        text_slot(f"{NAME}/t.class", text, [[i] for i in range(k)]),
     ]
     out = model.interface(seq, pset=pset, pixel=None)
     return out.final[f"{NAME}/q.class"].semantic[:, 0]

@@ -6,7 +6,7 @@ from findvl.model import assemble
 from findvl.model.outputs import TargetedSegmentationOutput
 from findvl.model.requests import GroundedSegmentation
 from findvl.model.sequence_types import InterfaceOutput
-from findvl.model.slots import language_query_slot, proposal_slot, text_slot
+from findvl.model.slots import proposal_slot, query_slot, text_slot
 from findvl.model.tasks.base import SlotContext, TaskModel, TaskSlots, TaskSpec, check_rows
 
 NAME = "grounded_segmentation"
@@ -28,7 +28,7 @@ def slots(model: TaskModel, context: SlotContext, request: GroundedSegmentation)
     return TaskSlots(
         [
             proposal_slot(model.interface, PROPOSALS, context.batch),
-            language_query_slot(model.interface, QUERIES, text, groups),
+            query_slot(model.interface, QUERIES, [len(p) for p in request.phrases]),
             text_slot(TOKENS, text, groups),
         ]
     )

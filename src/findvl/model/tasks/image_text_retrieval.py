@@ -6,7 +6,7 @@ from findvl.model import assemble
 from findvl.model.outputs import RetrievalOutput
 from findvl.model.requests import ImageTextRetrieval
 from findvl.model.sequence_types import InterfaceOutput
-from findvl.model.slots import language_query_slot, text_slot
+from findvl.model.slots import query_slot, text_slot
 from findvl.model.tasks.base import SlotContext, TaskModel, TaskSlots, TaskSpec, check_list
 
 NAME = "image_text_retrieval"
@@ -20,11 +20,11 @@ def check(request: ImageTextRetrieval, batch: int) -> None:
 def slots(model: TaskModel, context: SlotContext, request: ImageTextRetrieval) -> TaskSlots:
     """One caption query per image over that caption's tokens (the image query is shared)."""
     text = model.encode_text(request.captions, f"{NAME}.captions")
-    rows = [[i] for i in range(context.batch)]
+    b = context.batch
     return TaskSlots(
         [
-            language_query_slot(model.interface, QUERIES, text, rows),
-            text_slot(TOKENS, text, rows),
+            query_slot(model.interface, QUERIES, [1] * b),
+            text_slot(TOKENS, text, [[i] for i in range(b)]),
         ]
     )
 
