@@ -120,8 +120,8 @@ def find_synth_config() -> ModelConfig:
     the original stride 4 on, against the ViT's 22%). Masks at stride 2 of the resized input
     (the original resolution), the temperature starts at CLIP's 1/0.07, and class embeddings
     are the projected names (``conventions.class_table="text"``, X-Decoder's): the interface's
-    class pass starts every shape name at one embedding (cosine 0.998) and separates them
-    less (``benchmarks/class_table.py``)."""
+    class pass starts every shape name at one embedding (cosine 0.998 at initialisation,
+    ``python benchmarks/class_table.py --preset find_synth_vit``)."""
     vit = find_synth_vit_config()
     return ModelConfig(
         preset="find_synth",

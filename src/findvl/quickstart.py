@@ -52,7 +52,7 @@ QUICKSTART_OVERRIDES = [
 @dataclass
 class QuickstartConfig:
     out: Path = Path("runs/quickstart")
-    minutes: float | None = None  # total budget (synthesis + training + evaluation + report)
+    minutes: float = 15.0  # total budget when ``steps`` is None (data + training + evaluation)
     seed: int = 0
     device: str = "cpu"
     preset: str = "find_synth"  # frozen pretrained encoders; "find_tiny" trains them from scratch
@@ -126,8 +126,7 @@ def train(
         for _ in range(calibration - 1):
             trainer.train_step()
         per_step = (time.time() - t0) / (calibration - 1)
-        budget = 15.0 if cfg.minutes is None else cfg.minutes
-        left = budget * 60 - (time.time() - started) - cfg.eval_reserve_s
+        left = cfg.minutes * 60 - (time.time() - started) - cfg.eval_reserve_s
         _set_total_steps(trainer, max(calibration + 1, int(left / per_step)))
     summary = trainer.fit()
     return trainer, summary

@@ -40,14 +40,19 @@ def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def exported(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("pretrained")
-    argv = ["pretrain-encoders", "--data", str(tiny_world), "--out", str(out), "--steps", "4",
-            "--batch-size", "8", "--threads", "1", "--no-progress", "--overwrite"]  # fmt: skip
+    _pretrain(tiny_world, out, "--steps", "4", "--batch-size", "8", "--overwrite")
+    return out
+
+
+def _pretrain(world: Path, out: Path, *options: str) -> None:
+    """``findvl pretrain-encoders`` on ``world`` (one thread; torch's thread count restored)."""
+    argv = ["pretrain-encoders", "--data", str(world), "--out", str(out), "--threads", "1",
+            "--no-progress", *options]  # fmt: skip
     threads = torch.get_num_threads()
     try:
         assert main(argv) == 0
     finally:
         torch.set_num_threads(threads)
-    return out
 
 
 def test_the_command_is_registered_and_has_help(capsys: pytest.CaptureFixture) -> None:
@@ -93,14 +98,8 @@ def test_vision_directory_loads_as_a_regnet_with_its_own_levels(exported_regnet:
 def test_resnet_tower_reads_images_resized_to_its_training_side(
     tiny_world: Path, tmp_path: Path
 ) -> None:
-    argv = ["pretrain-encoders", "--data", str(tiny_world), "--out", str(tmp_path), "--steps",
-            "2", "--batch-size", "4", "--threads", "1", "--no-progress", "--vision", "resnet",
-            "--eval-split", "none"]  # fmt: skip
-    threads = torch.get_num_threads()
-    try:
-        assert main(argv) == 0
-    finally:
-        torch.set_num_threads(threads)
+    _pretrain(tiny_world, tmp_path, "--steps", "2", "--batch-size", "4", "--vision", "resnet",
+              "--eval-split", "none")  # fmt: skip
     directory = tmp_path / "synth-clip-vision"
     assert json.loads((directory / "config.json").read_text())["model_type"] == "resnet"
     encoder = load_vision_encoder(directory, longest_side=128)
@@ -119,14 +118,7 @@ def test_resnet_tower_reads_images_resized_to_its_training_side(
 @pytest.fixture(scope="module")
 def exported_regnet(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("pretrained_regnet")
-    argv = ["pretrain-encoders", "--data", str(tiny_world), "--out", str(out), "--steps", "4",
-            "--batch-size", "8", "--threads", "1", "--no-progress",
-            "--vision", "regnet"]  # fmt: skip
-    threads = torch.get_num_threads()
-    try:
-        assert main(argv) == 0
-    finally:
-        torch.set_num_threads(threads)
+    _pretrain(tiny_world, out, "--steps", "4", "--batch-size", "8", "--vision", "regnet")
     return out
 
 
@@ -202,13 +194,7 @@ def test_the_same_seed_gives_the_same_weights(
 ) -> None:
     from safetensors.torch import load_file
 
-    argv = ["pretrain-encoders", "--data", str(tiny_world), "--out", str(tmp_path), "--steps", "4",
-            "--batch-size", "8", "--threads", "1", "--no-progress"]  # fmt: skip
-    threads = torch.get_num_threads()
-    try:
-        assert main(argv) == 0
-    finally:
-        torch.set_num_threads(threads)
+    _pretrain(tiny_world, tmp_path, "--steps", "4", "--batch-size", "8")
     for tower in ("synth-clip-vision", "synth-clip-text"):
         first = load_file(exported / tower / "model.safetensors")
         second = load_file(tmp_path / tower / "model.safetensors")
@@ -225,11 +211,8 @@ def test_the_plain_clip_objective_is_still_available(
             "--batch-size", "8", "--threads", "1", "--no-progress"]  # fmt: skip
     assert main([*argv, "--thing-weight", "0"]) == 2
     assert "--thing-weight" in capsys.readouterr().err
-    threads = torch.get_num_threads()
-    try:
-        assert main([*argv, "--hard-negatives", "--thing-weight", "2"]) == 0
-    finally:
-        torch.set_num_threads(threads)
+    _pretrain(tiny_world, tmp_path, "--steps", "4", "--batch-size", "8", "--hard-negatives",
+              "--thing-weight", "2")  # fmt: skip
     objective = json.loads((tmp_path / "pretrain.json").read_text())["config"]["objective"]
     assert objective["hard_negatives"] is True and objective["thing_weight"] == 2.0
     first = load_file(exported / "synth-clip-text" / "model.safetensors")

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     check_output_dir(args.out)
     cfg = QuickstartConfig(
         out=args.out,
-        minutes=args.minutes,
+        minutes=15.0 if args.minutes is None else args.minutes,
         seed=args.seed,
         device=args.device,
         train_images=args.train_images,
