@@ -1,20 +1,38 @@
-"""Exact fast inference against the plain reference path, side by side in one run.
+"""Exact fast inference against the plain reference path (and the official decoder), side by side.
 
     python benchmarks/inference.py                          # FIND-T size, 640² and 1024²
     python benchmarks/inference.py --preset find_tiny --sizes 64 128 --repeats 5
+    python benchmarks/inference.py --official /path/to/FIND  # + the official FIND decoder
 
-Both paths run the same model on the same encoded image (the image encoder is timed once,
-apart). The *reference* path recomputes everything a request needs: the class table of the
-vocabulary and every interface layer's image side. The *fast* path is what the predictor does:
-class tables cached per vocabulary, the interface's image side (every layer's key/value
-projections of its image level, positional terms, mask features) computed once per image
-(``image side once``, reported separately) and reused by every prompt. Runs alternate between
-the two paths so both see the same machine load; medians are reported, with the largest
-difference between the two paths' outputs (they must agree within 1e-5).
+Every path starts from the same pixel-decoder outputs of one image (the image encoder is
+timed once, apart) and runs the same requests; all include the text tower on the request's
+texts. The *reference* path recomputes everything a request needs from them: the interface's
+image levels and spatial-token maps, the class table of the vocabulary and every interface
+layer's image side. The *new image* path is the predictor on an image it has not seen: the
+class table cached per vocabulary, the image side computed inside the forward. The *fast* path
+is the predictor on a cached image: class tables cached per vocabulary, and the image side
+(spatial-token maps, every layer's key/value projections of its image level, positional terms,
+mask features) computed once per image (``image side once``, reported apart) and reused by
+every prompt. Runs alternate between the paths so all see the same machine load; medians are
+reported, with the largest absolute and relative (``max|a-b| / max|b|``) difference between
+the fast and reference outputs. Both are the same computation in another order; at FIND-T
+size with random weights a rounding difference of one mask logit near the attention threshold
+can flip one attention-mask cell, which moves the outputs by up to ~1e-3 relative (the same
+as the reference path on features changed by 1e-7 relative).
 
 ``--preset focalt`` (default) is the FIND-T architecture of ``find_focalt_unicl`` (Focal-T,
 FIND-T interface: 512 wide, 9 layers, 100 proposals) with random weights and a random
 12-layer, 512-wide built-in text tower in place of UniCL's (whose tokenizer is not shipped).
+
+``--official DIR`` (a checkout of UX-Decoder/FIND at commit 521c934) adds the unmodified
+official decoder (``benchmarks/inference_official.py`` says exactly what its timing holds: the
+text tower and one decoder pass, from the same pixel-decoder outputs, its class table computed
+once per vocabulary as its evaluation does). Then the model is FIND-T as released
+(``focalt_unicl_lang``: its 12-layer UniCL text tower, with the shipped CLIP tokenizer) with the
+parity check's seeded random weights, converted with ``findvl convert`` so both run the same
+weights, on the parity check's random backbone features. The largest difference between the
+fast path and the official outputs is reported (logits and masks of each task; in the joint
+pass generic logits and masks, grounding and click masks).
 """
 
 from __future__ import annotations
@@ -44,11 +62,13 @@ from findvl.model.requests import (
     VisualReference,
 )
 from findvl.model.sampler import rasterize
-from findvl.model.sequence_types import ImageFeatures, InterfaceImageCache
+from findvl.model.sequence_types import ImageFeatures
 
 #: 133 class names, the size of the COCO panoptic vocabulary.
 CLASSES = [f"category number {i}" for i in range(133)]
 PHRASES = ["the red car on the left", "a person holding an umbrella", "the sky"]
+CAPTION = "a photo of a street"
+CONFIG_OFFICIAL = "focalt_unicl_lang"
 
 
 def build(preset: str) -> torch.nn.Module:
@@ -77,7 +97,7 @@ def requests(size: int) -> dict[str, list]:
             GenericSegmentation(CLASSES),
             GroundedSegmentation([PHRASES]),
             InteractiveSegmentation([[click]]),
-            ImageTextRetrieval(["a photo of a street"]),
+            ImageTextRetrieval([CAPTION]),
             InterleaveSegmentation([text]),
             InterleaveRetrieval([text]),
         ],
@@ -105,30 +125,129 @@ def _tensors(out) -> list[torch.Tensor]:
     return found
 
 
-def compare(model, feats: ImageFeatures, cache: InterfaceImageCache, reqs, repeats: int) -> dict:
-    def run(fast: bool):
-        if not fast:
+def pairs_with_official(name: str, out, official: dict) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``(findvl, official)`` tensors of request ``name``, laid out as the official ones."""
+    gen, gr = out.generic_segmentation, out.grounded_segmentation
+    click = out.interactive_segmentation
+    if name.startswith("generic"):
+        return [(gen.final.logits, official["logits"]), (gen.final.masks, official["masks"])]
+    if name.startswith("grounding"):  # TxN -> NxT, as the official
+        return [
+            (gr.final.logits[0].t(), official["scores"]),
+            (gr.final.masks[0], official["masks"]),
+        ]
+    if name.startswith("click"):
+        return [
+            (click.final.logits[0], official["scores"]),
+            (click.final.masks[0], official["masks"]),
+        ]
+    return [
+        (gen.final.logits, official["logits"]),
+        (gen.final.masks, official["masks"]),
+        (gr.final.masks[0], official["gmasks"]),
+        (click.final.masks[0], official["smasks"]),
+    ]
+
+
+def _differences(pairs) -> tuple[float, float]:
+    """Largest ``max|a-b|`` and largest ``max|a-b| / max|b|`` over ``(a, b)`` pairs."""
+    diffs = [(float((a - b).abs().max()), float(b.abs().max())) for a, b in pairs]
+    return max(d for d, _ in diffs), max(d / max(m, 1e-12) for d, m in diffs)
+
+
+def reference_features(model, feats: ImageFeatures) -> ImageFeatures:
+    """``feats`` with the interface's image levels and spatial-token maps recomputed."""
+    levels = model.interface.image_levels(feats.pixel)
+    maps = model.interface.spatial_token_levels(levels, feats.pixel)
+    return ImageFeatures(feats.batch, feats.pixel, maps)
+
+
+def compare(model, feats, cache, reqs, repeats: int, official=None, name: str = "") -> dict:
+    """Median times of the paths on one request set; ``official`` (a callable, or None) runs
+    the official decoder on the same inputs."""
+
+    def run(path: str):
+        if path == "reference":
             model.class_tables.clear()
         generator = torch.Generator().manual_seed(0)
         start = time.perf_counter()
-        out = model(feats, reqs, generator=generator, image_cache=cache if fast else None)
+        fast = path == "fast"
+        inputs = feats if fast else reference_features(model, feats)
+        out = model(inputs, reqs, generator=generator, image_cache=cache if fast else None)
         return time.perf_counter() - start, out
 
+    def run_official():
+        torch.manual_seed(0)
+        start = time.perf_counter()
+        out = official()
+        return time.perf_counter() - start, out
+
+    paths = ("reference", "fresh", "fast")
+    times: dict[str, list[float]] = {p: [] for p in (*paths, "official")}
     with torch.no_grad():
-        _, ref_out = run(False)  # warm-up, and the outputs compared
-        _, fast_out = run(True)
-        ref_t, fast_t = [], []
+        _, ref_out = run("reference")  # warm-up, and the outputs compared
+        _, fast_out = run("fast")
+        off_out = run_official()[1] if official else None
         for _ in range(repeats):
-            ref_t.append(run(False)[0])
-            fast_t.append(run(True)[0])
-    diff = max(float((a - b).abs().max()) for a, b in zip(_tensors(ref_out), _tensors(fast_out)))
-    ref_ms, fast_ms = 1000 * statistics.median(ref_t), 1000 * statistics.median(fast_t)
-    return {
-        "reference_ms": ref_ms,
-        "fast_ms": fast_ms,
-        "speedup": ref_ms / fast_ms,
-        "max_abs_diff": diff,
-    }
+            for path in paths:
+                times[path].append(run(path)[0])
+            if official:
+                times["official"].append(run_official()[0])
+    pairs = list(zip(_tensors(fast_out), _tensors(ref_out)))
+    diff, rel = _differences(pairs)
+    result = {f"{k}_ms": 1000 * statistics.median(v) for k, v in times.items() if v}
+    result["speedup"] = result["reference_ms"] / result["fast_ms"]
+    result["max_abs_diff"], result["max_rel_diff"] = diff, rel
+    if official:
+        result["official_speedup"] = result["official_ms"] / result["fast_ms"]
+        result["official_fresh_speedup"] = result["official_ms"] / result["fresh_ms"]
+        pairs = pairs_with_official(name, fast_out, off_out)
+        result["official_max_abs"], result["official_max_rel"] = _differences(pairs)
+    return result
+
+
+def official_calls(side, name: str, reqs) -> object:
+    """The official call answering request set ``name`` (``side``: an ``OfficialSide``)."""
+    if name.startswith("generic"):
+        return side.generic
+    if name.startswith("grounding"):
+        return lambda: side.grounding(PHRASES)
+    if name.startswith("click"):
+        click = torch.stack([p.positive for p in reqs[0].prompts[0]])
+        return lambda: side.interactive(click)
+    item = reqs[4].texts[0]
+    side.prepare_joint(PHRASES, torch.stack([reqs[2].prompts[0][0].positive]), CAPTION, item)
+    return side.joint
+
+
+def print_table(results: dict) -> None:
+    official = results.get("official") is not None
+    head = "| canvas | request |" + (" official ms |" if official else "")
+    head += " reference ms | new image ms | fast ms | reference / fast |"
+    head += " official / new image | official / fast | fast vs official |" if official else ""
+    print(f"\n{head} fast vs reference |\n" + "|---" * (head.count("|") + 0) + "|")
+    for size, row in results["sizes"].items():
+        for name, r in row.items():
+            if not isinstance(r, dict):
+                continue
+            line = f"| {size}² | {name} |" + (f" {r['official_ms']:.0f} |" if official else "")
+            line += f" {r['reference_ms']:.0f} | {r['fresh_ms']:.0f} | {r['fast_ms']:.0f} |"
+            line += f" {r['speedup']:.2f}× |"
+            if official:
+                line += f" {r['official_fresh_speedup']:.2f}× | {r['official_speedup']:.2f}× |"
+                line += f" {_diff(r, 'official_max')} |"
+            print(f"{line} {_diff(r, 'max')} |")
+        encoder = "pixel decoder (fixed backbone features)" if official else "image encoder"
+        print(
+            f"\n{size}²: {encoder} {row['encode_ms']:.0f} ms, image side once "
+            f"{row['image_side_once_ms']:.0f} ms\n"
+        )
+
+
+def _diff(r: dict, key: str) -> str:
+    return f"{r[key + '_abs' if key != 'max' else 'max_abs_diff']:.1e} abs, " + (
+        f"{r[key + '_rel' if key != 'max' else 'max_rel_diff']:.1e} rel"
+    )
 
 
 def main() -> None:
@@ -137,9 +256,20 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[640, 1024])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--official", default=None, help="a checkout of UX-Decoder/FIND (commit 521c934): "
+        "add the official decoder, on FIND-T with the same random weights"
+    )  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model = build(args.preset)
+    head = None
+    if args.official:
+        import inference_official
+
+        model, head, official_cfg, channels = inference_official.load(args.official)
+        table, table_ms = inference_official.class_table(head, official_cfg, CLASSES)
+    else:
+        model = build(args.preset)
     results = {
         "machine": {
             "cpu": platform.processor() or platform.machine(),
@@ -147,39 +277,39 @@ def main() -> None:
             "threads": args.threads,
             "torch": torch.__version__,
         },
-        "preset": args.preset,
+        "preset": CONFIG_OFFICIAL if args.official else args.preset,
+        "official": args.official,
         "repeats": args.repeats,
         "sizes": {},
     }
     g = torch.Generator().manual_seed(0)
     for size in args.sizes:
         image = torch.randint(0, 256, (3, size, size), generator=g, dtype=torch.uint8)
+        side = None
+        if head is not None:
+            features = inference_official.random_features(channels, size, seed=1)
+            model.vision = inference_official.fixed_vision(features)
+            side = inference_official.OfficialSide(head, official_cfg, features, table)
         with torch.no_grad():
             start = time.perf_counter()
             plain = model.encode_images([image])
             encode_ms = 1000 * (time.perf_counter() - start)
             start = time.perf_counter()
-            cache = model.cache_image(plain)
+            feats = reference_features(model, plain)
+            cache = model.cache_image(feats)
             once_ms = 1000 * (time.perf_counter() - start)
         row = {"encode_ms": encode_ms, "image_side_once_ms": once_ms}
         for name, reqs in requests(size).items():
-            row[name] = compare(model, plain, cache, reqs, args.repeats)
+            call = official_calls(side, name, reqs) if side is not None else None
+            row[name] = compare(model, feats, cache, reqs, args.repeats, call, name)
             print(size, name, json.dumps(row[name]), flush=True)
         results["sizes"][size] = row
+    if head is not None:
+        results["official_class_table_ms"] = table_ms
     print(json.dumps(results, indent=1))
-    print("\n| size | request | reference ms | fast ms | speed-up | max abs diff |")
-    print("|---|---|---|---|---|---|")
-    for size, row in results["sizes"].items():
-        for name, r in row.items():
-            if isinstance(r, dict):
-                print(
-                    f"| {size}² | {name} | {r['reference_ms']:.0f} | {r['fast_ms']:.0f} | "
-                    f"{r['speedup']:.2f}× | {r['max_abs_diff']:.1e} |"
-                )
-        print(
-            f"| {size}² | image encoder / image side once | {row['encode_ms']:.0f} | "
-            f"{row['image_side_once_ms']:.0f} | | |"
-        )
+    print_table(results)
+    if head is not None:
+        print(f"official class table ({len(CLASSES)} classes, once): {table_ms:.0f} ms")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import torch
 
 from findvl.build import build_model, build_preset
 from findvl.config import ModelConfig, apply_overrides, from_dict
-from findvl.presets import PRESETS, find_tiny_config
+from findvl.presets import PRESETS, find_synth_config, find_tiny_config
 
 
 @pytest.mark.parametrize(
@@ -48,6 +48,10 @@ def test_validate_checks_parts_fit_together():
     config = find_tiny_config()
     config.pixel_decoder.conv_dim = 32
     with pytest.raises(ValueError, match="pixel_decoder.conv_dim=32 must equal"):
+        config.validate()
+    config = find_synth_config()
+    config.interface.dim_proj = 32
+    with pytest.raises(ValueError, match="interface.dim_proj=32 must equal"):
         config.validate()
     config = find_tiny_config()
     config.vision.kind = "official"

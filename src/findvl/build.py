@@ -130,10 +130,6 @@ def build_model(config: ModelConfig) -> FindModel:
         mask_stride=pd.mask_stride,
         detail_dim=pd.detail_dim,
     )
-    if pd.conv_dim != it.hidden_dim:
-        raise ValueError(
-            f"pixel_decoder.conv_dim={pd.conv_dim} must equal interface.hidden_dim={it.hidden_dim}"
-        )
     interface = FindInterface(
         hidden_dim=it.hidden_dim,
         num_layers=it.num_layers,

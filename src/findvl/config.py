@@ -150,6 +150,12 @@ class ModelConfig:
                 f"pixel_decoder.conv_dim={pd.conv_dim} must equal "
                 f"interface.hidden_dim={it.hidden_dim}"
             )
+        if self.conventions.class_table == "text" and it.dim_proj != it.hidden_dim:
+            raise ValueError(
+                f"conventions.class_table='text' reads class embeddings from the projected "
+                f"text tokens (interface.hidden_dim={it.hidden_dim} wide): interface.dim_proj="
+                f"{it.dim_proj} must equal it"
+            )
         if self.vision.kind == "official" and not self.vision.backbone:
             raise ValueError("vision.backbone: required when vision.kind is 'official'")
         cap = self.conventions.grounding_scale_cap

@@ -236,6 +236,7 @@ def curves(run_dir: Path, out: Path) -> Path:
         "interactive_ce",
         "interleave_ce",
         "retrieval",
+        "retrieval_tokens",
         "interleave_itc",
     ]
     series = {k: [(r["step"], r[k]) for r in records if k in r] for k in keys}

@@ -5,7 +5,10 @@ import torch
 
 from findvl import cli
 from findvl.build import build_preset
+from findvl.encoders import pixel_decoder
 from findvl.export import EXPORT_TASKS, export_graph, export_onnx
+from findvl.export import onnx as onnx_module
+from findvl.export.onnx import exportable_pooling
 from findvl.model.requests import (
     GenericSegmentation,
     GroundedSegmentation,
@@ -83,17 +86,63 @@ def test_bad_task_and_bad_cli_input(model, tmp_path, capsys):
     assert code == 2 and "--checkpoint" in capsys.readouterr().err
 
 
+def test_exportable_pooling_equals_the_pixel_decoders():
+    g = torch.Generator().manual_seed(0)
+    valid = torch.rand(2, 96, 128, generator=g) > 0.9
+    for size in ((3, 4), (6, 8), (24, 32), (96, 128)):
+        expected = pixel_decoder.downsample_valid(valid, size)
+        with exportable_pooling():
+            got = pixel_decoder.downsample_valid(valid, size)
+        assert torch.equal(got, expected)
+    assert pixel_decoder.downsample_valid is not onnx_module._pool_valid  # restored
+
+
+def _example_inputs(model, task: str, size: tuple[int, int], count: int, seed: int):
+    """Inputs of ``task``'s graph on a random canvas ``size`` with ``count`` prompts."""
+    g = torch.Generator().manual_seed(seed)
+    pixels = torch.randn(1, 3, *size, generator=g)
+    with torch.no_grad():
+        if task == "generic":
+            return pixels, model.class_embeddings([f"class {i}" for i in range(count)])
+        if task == "grounding":  # phrases of different lengths: the token dimension changes
+            words = ["red", "circle", "left", "of", "the", "blue", "square", "big"]
+            text = model.encode_text([" ".join(words[: 2 + 3 * i + seed]) for i in range(count)])
+            return pixels, text.features, text.mask
+    points = torch.rand(1, count, 2, generator=g)
+    return pixels, points, torch.arange(count)[None] % 2 == 1
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("task", EXPORT_TASKS)
-def test_onnxruntime_equals_pytorch(model, image, task, tmp_path):
+def test_one_dynamic_graph_equals_pytorch_at_two_sizes_and_counts(model, task, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
     path = export_onnx(model, task, tmp_path / f"{task}.onnx", size=SIZE, prompts=2)
-    graph, inputs, names = export_graph(model, task, size=SIZE, prompts=2)
+    graph, _, names = export_graph(model, task, size=SIZE, prompts=2)
+    session = ort.InferenceSession(str(path))
+    shapes = set()
+    for size, count, seed in (((64, 64), 2, 0), ((96, 128), 3, 1), ((64, 96), 1, 2)):
+        inputs = _example_inputs(model, task, size, count, seed)
+        with torch.no_grad():
+            ref = graph(*inputs)
+        got = session.run(None, {n: x.numpy() for n, x in zip(names, inputs)})
+        for a, b in zip(got, ref):
+            torch.testing.assert_close(torch.from_numpy(a), b, atol=1e-4, rtol=0)
+        shapes.add(tuple(tuple(x.shape) for x in (*inputs, *ref)))
+    assert len(shapes) == 3  # each run changed the dynamic dimensions (1: fixed when traced)
+
+
+@pytest.mark.slow
+def test_static_graph_keeps_its_shapes(model, image, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    path = export_onnx(model, "generic", tmp_path / "g.onnx", size=SIZE, prompts=2, dynamic=False)
+    graph, inputs, names = export_graph(model, "generic", size=SIZE, prompts=2)
     inputs = (_pixels(model, image), *inputs[1:])
+    session = ort.InferenceSession(str(path))
+    assert [tuple(i.shape) for i in session.get_inputs()] == [tuple(x.shape) for x in inputs]
     with torch.no_grad():
         ref = graph(*inputs)
-    session = ort.InferenceSession(str(path))
     got = session.run(None, {n: x.numpy() for n, x in zip(names, inputs)})
     for a, b in zip(got, ref):
         torch.testing.assert_close(torch.from_numpy(a), b, atol=1e-4, rtol=0)
@@ -107,6 +156,7 @@ def test_cli_exports_a_run(tiny_run, tmp_path, capsys):
     argv = ["export", "onnx", "--checkpoint", str(run), "--task", "grounding"]
     argv += ["--out", str(out), "--size", "64", "64", "--prompts", "2"]
     assert cli.main(argv) == 0
-    assert out.stat().st_size > 0 and "wrote" in capsys.readouterr().out
-    assert cli.main([*argv[:-5], "--out", str(out), "--size", "60", "64"]) == 2
-    assert "multiples of" in capsys.readouterr().err
+    assert out.stat().st_size > 0 and "any prompt count" in capsys.readouterr().out
+    for size in (["60", "64"], ["32", "64"]):  # not a multiple; too small for a dynamic graph
+        assert cli.main([*argv[:-5], "--out", str(tmp_path / "x.onnx"), "--size", *size]) == 2
+        assert "multiples of 32, at least 64" in capsys.readouterr().err

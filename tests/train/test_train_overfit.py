@@ -31,7 +31,7 @@ def _train(tmp_path: Path, *, images: int, steps: int) -> list[dict]:
         f'data.root="{data}"',
         "data.flip=false",
         "model.interface.num_layers=2",
-        'loss={"num_points": 256}',
+        'loss={"num_points": 256, "match_points": 256, "retrieval_tokens": 0}',
         "optim.lr=1e-3",
         "optim.clip_grad_norm=1.0",
         "optim.warmup_steps=0",
@@ -52,7 +52,7 @@ def _mean(records: list[dict], key: str) -> float:
 @pytest.mark.slow  # end to end, over 10 s on 2 busy cores
 def test_overfitting_two_images_lowers_the_loss(tmp_path: Path) -> None:
     records = _train(tmp_path, images=2, steps=40)
-    assert set(TASK_TERMS) <= set(records[0])  # one forward covered all six tasks
+    assert {*TASK_TERMS, "retrieval_tokens"} <= set(records[0])  # one forward, all six tasks
     first, last = records[:5], records[-5:]
     assert _mean(last, "total") < 0.75 * _mean(first, "total")
     for key in ("mask_bce", "mask_dice", "grounding_bce", "interactive_bce", "interleave_bce"):
@@ -64,4 +64,5 @@ def test_every_task_loss_halves(tmp_path: Path) -> None:
     records = _train(tmp_path, images=2, steps=250)
     first, last = records[:10], records[-10:]
     ratios = {k: _mean(last, k) / _mean(first, k) for k in TASK_TERMS + ("total",)}
-    assert all(r <= 0.5 for r in ratios.values()), ratios
+    slow = {k: round(r, 3) for k, r in ratios.items() if r > 0.5}
+    assert not slow, slow

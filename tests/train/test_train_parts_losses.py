@@ -14,6 +14,7 @@ from findvl.train.losses import (
     proposal_ce_loss,
     proposal_targets,
     sigmoid_bce_loss,
+    token_infonce,
 )
 
 
@@ -142,3 +143,49 @@ def test_interactive_loss_weights_have_the_task_name_and_read_earlier_keys():
     assert not any(name.startswith("spatial") for name in w.to_dict())
     old = LossWeights.from_dict({"spatial_ce": 0.2, "spatial_dice": 3.0})
     assert (old.interactive_ce, old.interactive_dice) == (0.2, 3.0)
+
+
+def _token_reference(objects, tokens, valid, scale, w=0.7):
+    """The token term written out with loops over images, captions and tokens."""
+    b = objects.shape[0]
+    pooled = torch.nn.functional.normalize(objects, dim=-1).mean(1)
+    words = torch.nn.functional.normalize(tokens, dim=-1)
+    cands = [(c, t) for c in range(b) for t in range(tokens.shape[1]) if valid[c, t]]
+    s = scale.exp().clamp(max=100)
+    i2t, t2i = 0.0, 0.0
+    for i in range(b):
+        logits = torch.stack([s * pooled[i] @ words[c, t] for c, t in cands]).log_softmax(0)
+        pos = [(k, t + 1) for k, (c, t) in enumerate(cands) if c == i]  # 1-based positions
+        total = sum(p for _, p in pos)
+        i2t = i2t - sum(p / total * logits[k] for k, p in pos)
+        per_token = []
+        for k, p in pos:
+            t = cands[k][1]
+            lp = torch.stack([s * pooled[j] @ words[i, t] for j in range(b)]).log_softmax(0)
+            per_token.append(p / total * lp[i])
+        t2i = t2i - sum(per_token)
+    return w * i2t / b + (1 - w) * t2i / b
+
+
+def test_token_infonce_matches_a_written_out_reference_and_learns():
+    g = torch.Generator().manual_seed(0)
+    objects = torch.randn(3, 4, 8, generator=g)
+    tokens = torch.randn(3, 5, 8, generator=g)
+    valid = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 1, 0, 0, 0]], dtype=torch.bool)
+    scale = torch.tensor(2.0)
+    got = token_infonce(objects, tokens, valid, scale)
+    assert got.item() == pytest.approx(
+        _token_reference(objects, tokens, valid, scale).item(), rel=1e-5
+    )
+    # padding tokens take no part: changing them changes nothing
+    noisy = tokens.clone()
+    noisy[~valid] = 100.0
+    assert token_infonce(objects, noisy, valid, scale).item() == pytest.approx(got.item(), rel=1e-6)
+    # gradient steps on the objects alone bring it well down
+    learnt = objects.clone().requires_grad_(True)
+    opt = torch.optim.Adam([learnt], lr=0.1)
+    for _ in range(100):
+        opt.zero_grad()
+        token_infonce(learnt, tokens, valid, scale).backward()
+        opt.step()
+    assert token_infonce(learnt, tokens, valid, scale).item() < 0.6 * got.item()

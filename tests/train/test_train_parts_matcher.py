@@ -123,3 +123,26 @@ def test_train_parts_do_not_import_model_data_eval():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_match_points_set_the_matching_costs_apart_from_the_loss_points():
+    """A 4x4 object on a 64x64 canvas: with a few uniform points the matching is often decided
+    by noise; with ``match_points`` at the canvas size it picks the exact prediction every time,
+    whatever ``num_points`` the losses use."""
+    from findvl.train.criterion import FindCriterion
+    from findvl.train.losses import LossWeights
+
+    gt = torch.zeros(1, 64, 64)
+    gt[0, 30:34, 30:34] = 1
+    exact = gt[0] * 20 - 10
+    shifted = torch.roll(exact, shifts=(3, 3), dims=(0, 1))
+    empty = torch.full((64, 64), -10.0)
+    pred = torch.stack([empty, shifted, exact])
+
+    def picks(weights: LossWeights) -> list[int]:
+        matcher = FindCriterion(weights).matcher
+        gens = [torch.Generator().manual_seed(s) for s in range(20)]
+        return [int(matcher.match(pred, gt, generator=g).pred_idx[0]) for g in gens]
+
+    assert picks(LossWeights(num_points=16, match_points=4096)) == [2] * 20
+    assert picks(LossWeights(num_points=4096, match_points=16)) != [2] * 20

@@ -21,20 +21,29 @@ def _add_onnx(parser: argparse.ArgumentParser) -> None:
         nargs=2,
         default=(512, 512),
         metavar=("H", "W"),
-        help="canvas of the graph, pixels after resizing and padding (default 512 512)",
+        help="canvas the graph is traced with, pixels after resizing and padding (default "
+        "512 512); the graph takes any canvas whose sides are multiples of the model's size "
+        "multiple (32 for the shipped encoders), from twice it to 4096, unless --static",
     )
     parser.add_argument(
         "--prompts",
         type=positive_int,
-        default=1,
-        help="classes (generic), phrases (grounding) or points (interactive) per call",
+        default=2,
+        help="classes (generic), phrases (grounding) or points (interactive) traced with; the "
+        "graph takes any count (and any phrase length) unless --static (default 2)",
+    )
+    parser.add_argument(
+        "--static",
+        action="store_true",
+        help="fix the graph to --size and --prompts (always fixed: one image per call and, "
+        "for interactive, one prompt per call)",
     )
     parser.add_argument("--device", default="cpu")
     add_encoder_path_arguments(parser)
 
 
 def run_onnx(args: argparse.Namespace) -> int:
-    from findvl.export import export_onnx
+    from findvl.export import export_onnx, size_multiple
     from findvl.runs import load_run
 
     check_output_file(args.out)
@@ -42,11 +51,27 @@ def run_onnx(args: argparse.Namespace) -> int:
     if not args.checkpoint.is_dir():
         raise ValueError(f"--checkpoint {args.checkpoint}: no such directory")
     model = load_run(args.checkpoint, device=args.device, **encoder_paths(args)).model
-    multiple = model.vision.norm.pad_multiple
-    if any(s % multiple for s in args.size):
-        raise ValueError(f"--size {args.size[0]} {args.size[1]}: must be multiples of {multiple}")
-    out = export_onnx(model, args.task, args.out, size=tuple(args.size), prompts=args.prompts)
-    print(f"wrote {out} ({args.task}, canvas {args.size[0]}x{args.size[1]})")
+    multiple = size_multiple(model)
+    least = multiple if args.static else 2 * multiple
+    if any(s % multiple or s < least for s in args.size):
+        raise ValueError(
+            f"--size {args.size[0]} {args.size[1]}: must be multiples of {multiple}, "
+            f"at least {least}"
+        )
+    out = export_onnx(
+        model,
+        args.task,
+        args.out,
+        size=tuple(args.size),
+        prompts=args.prompts,
+        dynamic=not args.static,
+    )
+    shapes = (
+        f"canvas {args.size[0]}x{args.size[1]}, {args.prompts} prompts"
+        if args.static
+        else f"any canvas of multiples of {multiple}, any prompt count"
+    )
+    print(f"wrote {out} ({args.task}, {shapes})")
     return 0
 
 

@@ -2,8 +2,10 @@
 
 What stays outside the graph is what is not a tensor program: tokenising texts and drawing
 points from a prompt. Each graph takes tensors a caller computes with the PyTorch model or by
-hand, at the fixed shapes given when exporting (the interface's block plan and the number of
-prompts are fixed per graph; export again for another image size or prompt count):
+hand. By default its shapes are dynamic: one graph takes any canvas whose height and width are
+multiples of :func:`size_multiple` (the padding multiple of the vision encoder and its coarsest
+stride; ``H``, ``W`` below), any number of classes, phrases and phrase tokens, and any number
+of points of its one prompt; ``dynamic=False`` fixes every shape to the traced example:
 
 * ``generic``: ``pixels [1,3,H,W]`` (normalised, padded as :func:`preprocess_images` pads)
   and ``class_table [K+1,P]`` (:meth:`FindModel.class_embeddings`) -> ``masks [1,N,H/s,W/s]``
@@ -16,15 +18,32 @@ prompts are fixed per graph; export again for another image size or prompt count
 
 Inside the graph every slot is built as the model builds it (text tokens keep their padding,
 marked invalid, which the interface ignores), so onnxruntime gives the PyTorch outputs.
+
+What stays fixed, and why: the batch (one image; several images are several runs), the one
+prompt of an interactive graph, and the shapes of the weights. The graph is traced by
+``torch.export`` (``dynamo=True``); the interface's block plan is computed from the task's
+prototype, not from sizes, so it traces symbolically. One step does not: the valid-region
+masks of the pixel decoder are pooled with ``adaptive_max_pool2d``, whose output size the
+exporter can only take as a constant (it guards the canvas, ``Eq((H - 1)//32 + 1, 2)`` at
+64², and the ONNX graph then computed masks off by 0.16 at 96×128 without any error). While
+exporting, that pooling is computed as a reshape and a max over each level's cells, which is
+the same operation on a canvas that every level's stride divides (:func:`exportable_pooling`).
+The legacy exporter (``dynamo=False``, ``dynamic_axes``) stops at the same
+step ("ONNX export of operator adaptive pooling, since output_size is not constant"); with the
+substitution it too gave the PyTorch outputs at 64² and 96×128 (generic). ``torch.export`` is
+kept: its program lists the guards it assumed, which is how the pooling was found.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from findvl.encoders import pixel_decoder
 from findvl.encoders.preprocess import ImageBatch
 from findvl.model import assemble
 from findvl.model.find import FindModel
@@ -36,6 +55,36 @@ from findvl.model.tasks import TASK_TABLE, TaskSlots
 from findvl.prototypes import OBJECT_PROPOSALS, prototype_set
 
 EXPORT_TASKS = ("generic", "grounding", "interactive")
+#: The largest canvas side a dynamic graph accepts.
+MAX_SIDE = 4096
+
+
+def size_multiple(model: FindModel) -> int:
+    """What canvas sides must be multiples of: the vision encoder's padding multiple and its
+    coarsest stride (every level's size then divides the canvas)."""
+    stride = max(level.stride for level in model.vision.levels)
+    return math.lcm(model.vision.norm.pad_multiple, stride)
+
+
+def _pool_valid(valid: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``downsample_valid`` where ``size`` divides the ``[B,H,W]`` mask: the max over each
+    cell as a reshape, which the exporter keeps symbolic."""
+    b, height, width = valid.shape
+    h, w = size
+    cells = valid.reshape(b, h, height // h, w, width // w)  # BxHxW -> Bxhx(H/h)xwx(W/w)
+    return cells.amax(dim=(2, 4))
+
+
+@contextlib.contextmanager
+def exportable_pooling():
+    """While exporting: the pixel decoder's valid-region pooling as :func:`_pool_valid`
+    (the module docstring says why)."""
+    original = pixel_decoder.downsample_valid
+    pixel_decoder.downsample_valid = _pool_valid
+    try:
+        yield
+    finally:
+        pixel_decoder.downsample_valid = original
 
 
 class _ImageGraph(nn.Module):
@@ -152,17 +201,48 @@ def export_graph(
     return InteractiveGraph(model), (pixels, points, negative), ["pixels", "points", "negative"]
 
 
-def export_onnx(
-    model: FindModel, task: str, out: str | Path, *, size: tuple[int, int], prompts: int = 1
-) -> Path:
-    """Write the ONNX graph of ``task`` at image ``size`` (canvas, padded) to ``out``.
+def dynamic_shapes(task: str, multiple: int) -> dict[str, dict[int, object]]:
+    """``torch.export`` dynamic shapes of ``task``'s inputs: canvas sides as multiples of
+    ``multiple`` (from 2 to :data:`MAX_SIDE` / ``multiple`` cells), and the prompt counts."""
+    dim = torch.export.Dim
+    cells = MAX_SIDE // multiple
+    canvas = {2: multiple * dim("h", min=2, max=cells), 3: multiple * dim("w", min=2, max=cells)}
+    if task == "generic":
+        return {"pixels": canvas, "class_table": {0: dim("classes", min=2, max=65536)}}
+    if task == "grounding":
+        phrases, tokens = dim("phrases", min=2, max=4096), dim("tokens", min=2, max=4096)
+        text = {0: phrases, 1: tokens}
+        return {"pixels": canvas, "text": text, "text_mask": dict(text)}
+    points = dim("points", min=2, max=65536)
+    return {"pixels": canvas, "points": {1: points}, "negative": {1: points}}
 
-    ``prompts``: classes (generic, without background), phrases (grounding) or points
-    (interactive) the graph takes.
+
+def export_onnx(
+    model: FindModel,
+    task: str,
+    out: str | Path,
+    *,
+    size: tuple[int, int],
+    prompts: int = 1,
+    dynamic: bool = True,
+) -> Path:
+    """Write the ONNX graph of ``task`` to ``out``.
+
+    ``size`` (canvas, padded) and ``prompts`` (classes without background for generic,
+    phrases for grounding, points for interactive) are the example the graph is traced with:
+    with ``dynamic`` the graph takes any canvas of multiples of :func:`size_multiple` and any
+    prompt count from 1 (the example then has at least 2 prompts: the exporter would fix a
+    dimension of size 1 in the example); without, exactly these shapes.
     """
+    multiple = size_multiple(model)
+    if dynamic and any(s % multiple or s < 2 * multiple for s in size):
+        raise ValueError(f"size {size}: a dynamic graph needs multiples of {multiple} from "
+                         f"{2 * multiple}")  # fmt: skip
+    prompts = max(prompts, 2) if dynamic else prompts
     graph, inputs, names = export_graph(model, task, size=size, prompts=prompts)
+    shapes = dynamic_shapes(task, multiple) if dynamic else None
     out = Path(out)
-    with torch.no_grad():
+    with torch.no_grad(), exportable_pooling():
         torch.onnx.export(
             graph,
             inputs,
@@ -170,6 +250,7 @@ def export_onnx(
             input_names=names,
             output_names=["masks", "logits"],
             dynamo=True,
+            dynamic_shapes=shapes,
             verbose=False,
         )
     return out

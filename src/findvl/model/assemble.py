@@ -16,7 +16,7 @@ from findvl.model.outputs import (
     RetrievalOutput,
     TargetedSegmentationOutput,
 )
-from findvl.model.sequence_types import InterfaceOutput, SlotPrediction
+from findvl.model.sequence_types import InterfaceOutput, SlotInput, SlotPrediction
 from findvl.prototypes import IMAGE_QUERY, OBJECT_PROPOSALS
 
 #: ``score(proposals, queries)`` -> ``[B,T,N]``: how well each of N proposals answers each of T
@@ -80,12 +80,22 @@ def targeted(
     return TargetedSegmentationOutput(layers, valid, out.final[queries].semantic, is_visual)
 
 
-def retrieval(out: InterfaceOutput, query_key: str) -> RetrievalOutput:
-    """Image embedding (pooled image query) and query embedding per layer, ``[B,P]`` each."""
+def retrieval(
+    out: InterfaceOutput, query_key: str, tokens: SlotInput | None = None
+) -> RetrievalOutput:
+    """Image embedding (pooled image query) and query embedding per layer, ``[B,P]`` each,
+    with the layer's object proposals where the prototype has them; ``tokens``: the caption
+    tokens' slot, kept for the token-level training term."""
     layers = [
-        EmbeddingPair(layer[IMAGE_QUERY].semantic[:, 0], layer[query_key].semantic[:, 0])
+        EmbeddingPair(
+            layer[IMAGE_QUERY].semantic[:, 0],
+            layer[query_key].semantic[:, 0],
+            layer[OBJECT_PROPOSALS].semantic if OBJECT_PROPOSALS in layer else None,
+        )
         for layer in out.layers
     ]
     final = out.final
     objects = final[OBJECT_PROPOSALS].semantic if OBJECT_PROPOSALS in final else None
-    return RetrievalOutput(layers, objects)
+    if tokens is None:
+        return RetrievalOutput(layers, objects)
+    return RetrievalOutput(layers, objects, tokens.x, tokens.valid)

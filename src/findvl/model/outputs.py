@@ -103,10 +103,12 @@ class TargetedSegmentationOutput:
 
 @dataclass
 class EmbeddingPair:
-    """Image-side and query-side embeddings of one layer, ``[B,P]`` each."""
+    """Image-side and query-side embeddings of one layer, ``[B,P]`` each, and the layer's
+    ``[B,N,P]`` object-proposal embeddings (None where the prototype has no proposals)."""
 
     image: torch.Tensor
     query: torch.Tensor
+    objects: torch.Tensor | None = None
 
 
 @dataclass
@@ -117,10 +119,15 @@ class RetrievalOutput:
         layers: per layer image and query (caption or interleave legend) embeddings.
         objects: ``[B,N,P]`` final semantic embeddings of the object proposals (for the
             entity↔object term of the interleave score); None when not computed.
+        tokens: ``[B,L,P]`` the projected tokens of each image's caption (image-text
+            retrieval; for the token-level training term), or None.
+        token_valid: ``[B,L]`` bool, True at tokens (with ``tokens``).
     """
 
     layers: list[EmbeddingPair]
     objects: torch.Tensor | None = None
+    tokens: torch.Tensor | None = None
+    token_valid: torch.Tensor | None = None
 
     @property
     def final(self) -> EmbeddingPair:

@@ -33,7 +33,7 @@ from findvl.train.batched_losses import (
     matched_mask_losses,
     weighted_proposal_ce,
 )
-from findvl.train.losses import LossWeights, infonce, mask_losses
+from findvl.train.losses import LossWeights, infonce, mask_losses, token_infonce
 from findvl.train.matcher import HungarianMatcher, panoptic_class_costs, proposal_class_cost
 
 #: The targeted segmentation tasks: the name of their loss terms (``NAME_ce``, ``NAME_bce``,
@@ -116,7 +116,7 @@ class FindCriterion:
             cost_mask=weights.mask_bce,
             cost_class=weights.class_ce,
             cost_dice=weights.mask_dice,
-            num_points=weights.num_points,
+            num_points=weights.match_points,
         )
 
     def _mask_terms(self, pred: list[torch.Tensor], gt: list[torch.Tensor], generator):
@@ -154,10 +154,24 @@ class FindCriterion:
         # every input: their InfoNCE is ln(B) whatever the weights, with no gradient. They are
         # left out, so the retrieval terms fall to 0 when the embeddings separate the batch.
         scale = out.logit_scale
-        if out.image_text_retrieval is not None:
-            terms["retrieval"] = sum(
-                infonce(p.image, p.query, scale) for p in out.image_text_retrieval.layers[1:]
-            )
+        retrieval = out.image_text_retrieval
+        if retrieval is not None:
+            terms["retrieval"] = sum(infonce(p.image, p.query, scale) for p in retrieval.layers[1:])
+            if (
+                self.w.retrieval_tokens
+                and retrieval.tokens is not None
+                and retrieval.final.objects is not None
+            ):
+                if retrieval.tokens.shape[-1] != retrieval.final.objects.shape[-1]:
+                    raise ValueError(
+                        f"loss.retrieval_tokens: caption tokens are {retrieval.tokens.shape[-1]} "
+                        f"wide, object embeddings {retrieval.final.objects.shape[-1]} "
+                        "(interface.hidden_dim != interface.dim_proj); set it to 0"
+                    )
+                terms["retrieval_tokens"] = sum(
+                    token_infonce(p.objects, retrieval.tokens, retrieval.token_valid, scale)
+                    for p in retrieval.layers[1:]
+                )
         if out.interleave_retrieval is not None:
             terms["interleave_itc"] = sum(
                 infonce(p.query, p.image, scale) for p in out.interleave_retrieval.layers[1:]

@@ -46,11 +46,13 @@ class LossWeights:
     grounding_text: float = 2.0  # CE multiplier for referring expressions
     grounding_class: float = 0.5  # CE multiplier for class-name phrases
     retrieval: float = 8.0  # image-caption InfoNCE
+    retrieval_tokens: float = 4.0  # object proposals vs caption tokens (FIND: 0.5 x retrieval)
     interleave_itc: float = 8.0  # interleaved query-image InfoNCE
     interleave_ce: float = 0.4
     interleave_bce: float = 1.0
     interleave_dice: float = 1.0
-    num_points: int = 12544  # points per mask for losses and matching
+    num_points: int = 12544  # importance-sampled points per mask for the mask losses
+    match_points: int = 12544  # uniform points per image for the matching costs
     oversample_ratio: float = 3.0  # PointRend candidates per kept point
     importance_sample_ratio: float = 0.75  # fraction of points chosen by uncertainty
 
@@ -317,3 +319,56 @@ def infonce(a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor) -> torc
     logits = scale * a @ b.T  # NxN, row i = a_i against every b
     labels = torch.arange(a.shape[0], device=a.device)
     return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
+
+
+def token_infonce(
+    objects: torch.Tensor,
+    tokens: torch.Tensor,
+    valid: torch.Tensor,
+    logit_scale: torch.Tensor,
+    *,
+    image_to_text: float = 0.7,
+) -> torch.Tensor:
+    """Contrast images with the single tokens of every caption of the batch (FIND's
+    fine-grained retrieval term).
+
+    An image is scored against a token by the mean cosine of its object proposals with it
+    (``scale * mean_n cos(o_n, t)``). Image to text: a softmax over every valid token of the
+    batch, whose target spreads over the image's own caption with weight growing with the
+    token's position (``1, 2, ...``: later tokens of a causal text tower have read more of
+    the caption). Text to image: per token, a softmax over the images, target its own image,
+    tokens weighted alike. Local to the process (no gathering across processes).
+
+    Args:
+        objects: ``[B,N,D]`` semantic embeddings of each image's object proposals.
+        tokens: ``[B,L,D]`` projected token features of each image's caption.
+        valid: ``[B,L]`` bool, True at tokens.
+        logit_scale: scalar log temperature (``exp``, capped at 100).
+        image_to_text: weight of the image-to-text direction (the rest goes to text-to-image).
+
+    Returns:
+        ``image_to_text * CE(i->t) + (1 - image_to_text) * CE(t->i)``, each averaged over images.
+    """
+    if objects.dim() != 3 or tokens.dim() != 3 or objects.shape[0] != tokens.shape[0]:
+        raise ValueError(
+            f"objects must be [B,N,D] and tokens [B,L,D], got {tuple(objects.shape)} and "
+            f"{tuple(tokens.shape)}"
+        )
+    if valid.shape != tokens.shape[:2]:
+        raise ValueError(f"valid must be {list(tokens.shape[:2])}, got {list(valid.shape)}")
+    b = objects.shape[0]
+    pooled = F.normalize(objects.float(), dim=-1).mean(1)  # BxD: mean cosine = dot with it
+    words = F.normalize(tokens.float(), dim=-1)
+    scale = logit_scale.float().exp().clamp(max=100.0)
+    sim = scale * torch.einsum("bd,cld->bcl", pooled, words)  # image b vs token l of caption c
+    weight = valid.float() * valid.float().cumsum(1)  # BxL: position weights, 0 at padding
+    weight = weight / weight.sum(1, keepdim=True).clamp(min=1e-6)
+    keep = valid.reshape(-1)
+    # image -> text: every valid token of the batch is a candidate
+    log_i2t = F.log_softmax(sim.reshape(b, -1)[:, keep], dim=-1)  # Bx(valid tokens)
+    own = torch.eye(b, device=sim.device)[:, :, None] * weight[None]  # BxCxL
+    i2t = -(own.reshape(b, -1)[:, keep] * log_i2t).sum(1).mean()
+    # text -> image: per token, its own image among the batch
+    log_t2i = F.log_softmax(sim, dim=0)  # BxCxL, normalised over images
+    t2i = -(torch.diagonal(log_t2i, dim1=0, dim2=1).T * weight).sum(1).mean()
+    return image_to_text * i2t + (1.0 - image_to_text) * t2i

@@ -32,7 +32,8 @@ def slots(model: TaskModel, context: SlotContext, request: ImageTextRetrieval) -
 def assemble_output(
     model: TaskModel, out: InterfaceOutput, request: ImageTextRetrieval, built: TaskSlots
 ) -> RetrievalOutput:
-    return assemble.retrieval(out, QUERIES)
+    tokens = next(s for s in built.slots if s.key == TOKENS)
+    return assemble.retrieval(out, QUERIES, tokens)
 
 
 TASK = TaskSpec(NAME, ImageTextRetrieval, check, slots, assemble_output)

@@ -1,0 +1,113 @@
+"""Is a targeted task limited by its masks or by its choice among proposals?
+
+    python benchmarks/proposal_choice.py --run RUN --data DIR [--images 25]
+    python benchmarks/proposal_choice.py        # make demo's run, runs/quickstart (if present)
+
+For grounding (every referring expression's first sentence, up to 4 per image) and for one
+click at the centre of each of the first two segments of an image (as the evaluation's first
+click), the mask IoU with the target of the proposal the model chooses (argmax of its scores)
+and of the best of all its proposals (the oracle choice), averaged over the first ``--images``
+val images. The gap between the two is what a better choice would win; the oracle is the
+ceiling of the masks themselves. Also printed: the mean entropy of the choice (``ln N`` when
+uniform over N proposals). One JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from findvl.data.clicks import clicks_to_masks, next_click
+from findvl.data.readers.dataset import load_dataset
+from findvl.evaluation.common import load_image
+from findvl.model.requests import GroundedSegmentation, InteractiveSegmentation, VisualPrompt
+from findvl.runs import load_run
+
+DEMO = Path("runs/quickstart")  # where make demo writes its run and data
+
+
+def _ious(masks: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``[N,H,W]`` logits, ``[H,W]`` bool -> ``[N]`` IoU of each thresholded mask."""
+    pred = (masks > 0).flatten(1)
+    gt = target.flatten()[None]
+    return (pred & gt).sum(1) / (pred | gt).sum(1).clamp(min=1)
+
+
+def _entropy(logits: torch.Tensor) -> float:
+    p = logits.float().softmax(-1)
+    return float(-(p * p.clamp(min=1e-12).log()).sum())
+
+
+def _record(stats: dict, task: str, ious: torch.Tensor, logits: torch.Tensor) -> None:
+    stats[task]["chosen"].append(float(ious[logits.argmax()]))
+    stats[task]["oracle"].append(float(ious.max()))
+    stats[task]["entropy"].append(_entropy(logits))
+
+
+def measure(model, samples) -> dict:
+    stats = {t: {"chosen": [], "oracle": [], "entropy": []} for t in ("grounding", "interactive")}
+    for sample in samples:
+        image = load_image(sample)
+        masks = torch.from_numpy(sample.panoptic.load_masks())
+        index = {seg.id: i for i, seg in enumerate(sample.panoptic.segments)}
+        refs = sample.refs[:4]
+        with torch.no_grad():
+            if refs:
+                phrases = [ref.sentences[0].sent for ref in refs]
+                out = model([image], [GroundedSegmentation([phrases])])
+                final = out.grounded_segmentation.final
+                full = out.to_original(final.masks[0], 0)
+                for t, ref in enumerate(refs):
+                    target = masks[index[ref.ann_id]].bool()
+                    _record(stats, "grounding", _ious(full, target), final.logits[0, t])
+            for k in range(min(2, len(masks))):
+                target = masks[k].numpy().astype(bool)
+                click = next_click(target, None)
+                if click is None:
+                    continue
+                positive, _ = clicks_to_masks([click], target.shape)
+                prompt = VisualPrompt(positive=torch.from_numpy(positive))
+                out = model([image], [InteractiveSegmentation([[prompt]])])
+                final = out.interactive_segmentation.final
+                full = out.to_original(final.masks[0], 0)
+                logits = final.logits[0, 0]
+                _record(stats, "interactive", _ious(full, torch.from_numpy(target)), logits)
+    num = model.interface.num_proposals
+    result = {}
+    for task, s in stats.items():
+        if not s["chosen"]:
+            continue
+        result[task] = {
+            "chosen_IoU": round(float(np.mean(s["chosen"])), 3),
+            "oracle_IoU": round(float(np.mean(s["oracle"])), 3),
+            "entropy": round(float(np.mean(s["entropy"])), 3),
+            "targets": len(s["chosen"]),
+        }
+    if num:
+        result["uniform_entropy"] = round(math.log(num), 3)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", default=str(DEMO / "run"), help="a run directory")
+    parser.add_argument("--data", default=str(DEMO / "data"), help="a dataset root (val split)")
+    parser.add_argument("--images", type=int, default=25)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    if not Path(args.run).is_dir():
+        print(json.dumps({"skipped": f"no run at {args.run}: pass --run RUN --data DIR"}))
+        return
+    torch.set_num_threads(args.threads)
+    model = load_run(args.run).model.eval()
+    samples = load_dataset(args.data, "val")[: args.images]
+    print(json.dumps({"run": args.run, "images": len(samples), **measure(model, samples)}))
+
+
+if __name__ == "__main__":
+    main()
