@@ -146,3 +146,24 @@ def test_match_points_set_the_matching_costs_apart_from_the_loss_points():
 
     assert picks(LossWeights(num_points=16, match_points=4096)) == [2] * 20
     assert picks(LossWeights(num_points=4096, match_points=16)) != [2] * 20
+
+
+def test_iou_choice_targets_put_the_mass_on_the_best_masks():
+    from findvl.train.criterion import iou_choice_targets
+
+    gt = torch.zeros(2, 32, 32)
+    gt[0, :16] = 1  # image 0: top half
+    gt[1, :, :8] = 1  # image 1: left quarter
+    exact = gt * 20 - 10
+    half = exact.clone()
+    half[:, :8] = -10  # covers half of image 0's target
+    empty = torch.full((32, 32), -10.0)
+    masks = torch.stack(
+        [torch.stack([empty, half[0], exact[0]]), torch.stack([exact[1], empty, empty])]
+    )
+    dist = iou_choice_targets(masks[None], gt, [1, 1], 2, temperature=0.1)  # 1x2x2x3
+    assert dist.shape == (1, 2, 2, 3)
+    assert dist[0, 0, 0].argmax() == 2 and dist[0, 0, 0, 1] > dist[0, 0, 0, 0]
+    assert dist[0, 1, 0].argmax() == 0
+    torch.testing.assert_close(dist[0, 0, 1], torch.full((3,), 1 / 3))  # padded target row
+    torch.testing.assert_close(dist.sum(-1), torch.ones(1, 2, 2))

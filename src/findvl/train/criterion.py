@@ -100,6 +100,40 @@ def _text_groups(phrases: list[str]) -> torch.Tensor:
     return torch.tensor(digests, dtype=torch.long)
 
 
+def iou_choice_targets(
+    masks: torch.Tensor,
+    targets: torch.Tensor,
+    counts: list[int],
+    num_targets: int,
+    temperature: float,
+) -> torch.Tensor:
+    """Choice targets from mask quality: ``softmax(IoU / temperature)`` over the proposals.
+
+    Args:
+        masks: ``[L,B,N,h,w]`` proposal mask logits.
+        targets: ``[G,H,W]`` target masks of all images, image after image (``counts[b]``
+            each), at any resolution.
+        counts: targets per image.
+        num_targets: ``T`` (padded targets per image).
+        temperature: > 0.
+
+    Returns:
+        ``[L,B,T,N]`` distributions (rows of padded targets are uniform; they carry no loss).
+    """
+    layers, batch, n = masks.shape[:3]
+    small = F.interpolate(targets[None].float(), size=masks.shape[-2:], mode="bilinear")[0] > 0.5
+    pred = (masks > 0).flatten(3).float()  # LxBxNxP
+    iou = masks.new_zeros(layers, batch, num_targets, n, dtype=torch.float32)
+    start = 0
+    for b, count in enumerate(counts):
+        gt = small[start : start + count].flatten(1).float()  # TbxP
+        start += count
+        inter = torch.einsum("lnp,tp->ltn", pred[:, b], gt)
+        union = pred[:, b].sum(-1)[:, None, :] + gt.sum(-1)[None, :, None] - inter
+        iou[:, b, :count] = inter / union.clamp(min=1.0)
+    return (iou / temperature).softmax(-1)
+
+
 class FindCriterion:
     """Weighted losses of a joint forward.
 
@@ -247,6 +281,10 @@ class FindCriterion:
             image_weights=[w / len(examples) for w in weights],
         )
         device = logits.device
+        if self.w.choice_iou_temperature > 0:
+            dist = iou_choice_targets(
+                masks.detach(), targets, counts, logits.shape[2], self.w.choice_iou_temperature
+            ).flatten(0, 2)[rows.to(device)]
         ce = weighted_proposal_ce(
             logits.flatten(0, 2)[rows.to(device)], dist.to(device), row_weights.to(device)
         )

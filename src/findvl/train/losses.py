@@ -51,6 +51,9 @@ class LossWeights:
     interleave_ce: float = 0.4
     interleave_bce: float = 1.0
     interleave_dice: float = 1.0
+    # 0: a proposal-choice CE targets the Hungarian match only (FIND); t > 0: its target is
+    # softmax(IoU / t) over every proposal's mask against the target (better masks, more mass)
+    choice_iou_temperature: float = 0.0
     num_points: int = 12544  # importance-sampled points per mask for the mask losses
     match_points: int = 12544  # uniform points per image for the matching costs
     oversample_ratio: float = 3.0  # PointRend candidates per kept point
