@@ -7,8 +7,6 @@ from findvl import cli
 from findvl.build import build_preset
 from findvl.encoders import pixel_decoder
 from findvl.export import EXPORT_TASKS, export_graph, export_onnx
-from findvl.export import onnx as onnx_module
-from findvl.export.onnx import exportable_pooling
 from findvl.model.requests import (
     GenericSegmentation,
     GroundedSegmentation,
@@ -86,15 +84,14 @@ def test_bad_task_and_bad_cli_input(model, tmp_path, capsys):
     assert code == 2 and "--checkpoint" in capsys.readouterr().err
 
 
-def test_exportable_pooling_equals_the_pixel_decoders():
+def test_valid_pooling_by_reshape_equals_adaptive_pooling():
+    """The pixel decoder pools valid regions by reshape where the cells divide the canvas (the
+    form the exporter keeps symbolic): the same as adaptive max pooling."""
     g = torch.Generator().manual_seed(0)
     valid = torch.rand(2, 96, 128, generator=g) > 0.9
-    for size in ((3, 4), (6, 8), (24, 32), (96, 128)):
-        expected = pixel_decoder.downsample_valid(valid, size)
-        with exportable_pooling():
-            got = pixel_decoder.downsample_valid(valid, size)
-        assert torch.equal(got, expected)
-    assert pixel_decoder.downsample_valid is not onnx_module._pool_valid  # restored
+    for size in ((3, 4), (6, 8), (24, 32), (96, 128), (5, 7)):
+        expected = torch.nn.functional.adaptive_max_pool2d(valid[:, None].float(), size)[:, 0] > 0
+        assert torch.equal(pixel_decoder.downsample_valid(valid, size), expected)
 
 
 def _example_inputs(model, task: str, size: tuple[int, int], count: int, seed: int):

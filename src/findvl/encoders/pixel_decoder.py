@@ -99,7 +99,16 @@ class PixelFeatures:
 
 
 def downsample_valid(valid: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """``[B,H,W]`` bool -> ``[B,h,w]``: a cell is valid if any pixel it covers is."""
+    """``[B,H,W]`` bool -> ``[B,h,w]``: a cell is valid if any pixel it covers is.
+
+    Where ``h`` and ``w`` divide the canvas (every level of a canvas padded to the coarsest
+    stride) this is a reshape and a max over each cell, which ``torch.export`` keeps symbolic in
+    the canvas size; elsewhere adaptive max pooling (the same result where both apply)."""
+    b, height, width = valid.shape
+    h, w = size
+    if height % h == 0 and width % w == 0:
+        cells = valid.reshape(b, h, height // h, w, width // w)  # Bxhx(H/h)xwx(W/w)
+        return cells.amax(dim=(2, 4))
     return F.adaptive_max_pool2d(valid[:, None].float(), size)[:, 0] > 0
 
 

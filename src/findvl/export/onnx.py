@@ -22,28 +22,25 @@ marked invalid, which the interface ignores), so onnxruntime gives the PyTorch o
 What stays fixed, and why: the batch (one image; several images are several runs), the one
 prompt of an interactive graph, and the shapes of the weights. The graph is traced by
 ``torch.export`` (``dynamo=True``); the interface's block plan is computed from the task's
-prototype, not from sizes, so it traces symbolically. One step does not: the valid-region
-masks of the pixel decoder are pooled with ``adaptive_max_pool2d``, whose output size the
-exporter can only take as a constant (it guards the canvas, ``Eq((H - 1)//32 + 1, 2)`` at
-64², and the ONNX graph then computed masks off by 0.16 at 96×128 without any error). While
-exporting, that pooling is computed as a reshape and a max over each level's cells, which is
-the same operation on a canvas that every level's stride divides (:func:`exportable_pooling`).
-The legacy exporter (``dynamo=False``, ``dynamic_axes``) stops at the same
-step ("ONNX export of operator adaptive pooling, since output_size is not constant"); with the
-substitution it too gave the PyTorch outputs at 64² and 96×128 (generic). ``torch.export`` is
-kept: its program lists the guards it assumed, which is how the pooling was found.
+prototype, not from sizes, so it traces symbolically. One step did not: pooling the
+valid-region masks of the pixel decoder with ``adaptive_max_pool2d``, whose output size the
+exporter can only take as a constant (it guarded the canvas, ``Eq((H - 1)//32 + 1, 2)`` at 64²,
+and the ONNX graph then computed masks off by 0.16 at 96×128 without any error; the legacy
+exporter, ``dynamo=False`` with ``dynamic_axes``, stops there: "ONNX export of operator adaptive
+pooling, since output_size is not constant"). On canvases that every level's stride divides
+:func:`findvl.encoders.pixel_decoder.downsample_valid` now pools as a reshape and a max over
+each cell, the same result, which traces symbolically. ``torch.export`` is kept: its program
+lists the guards it assumed, which is how the pooling was found.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from findvl.encoders import pixel_decoder
 from findvl.encoders.preprocess import ImageBatch
 from findvl.model import assemble
 from findvl.model.find import FindModel
@@ -64,27 +61,6 @@ def size_multiple(model: FindModel) -> int:
     coarsest stride (every level's size then divides the canvas)."""
     stride = max(level.stride for level in model.vision.levels)
     return math.lcm(model.vision.norm.pad_multiple, stride)
-
-
-def _pool_valid(valid: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """``downsample_valid`` where ``size`` divides the ``[B,H,W]`` mask: the max over each
-    cell as a reshape, which the exporter keeps symbolic."""
-    b, height, width = valid.shape
-    h, w = size
-    cells = valid.reshape(b, h, height // h, w, width // w)  # BxHxW -> Bxhx(H/h)xwx(W/w)
-    return cells.amax(dim=(2, 4))
-
-
-@contextlib.contextmanager
-def exportable_pooling():
-    """While exporting: the pixel decoder's valid-region pooling as :func:`_pool_valid`
-    (the module docstring says why)."""
-    original = pixel_decoder.downsample_valid
-    pixel_decoder.downsample_valid = _pool_valid
-    try:
-        yield
-    finally:
-        pixel_decoder.downsample_valid = original
 
 
 class _ImageGraph(nn.Module):
@@ -242,7 +218,7 @@ def export_onnx(
     graph, inputs, names = export_graph(model, task, size=size, prompts=prompts)
     shapes = dynamic_shapes(task, multiple) if dynamic else None
     out = Path(out)
-    with torch.no_grad(), exportable_pooling():
+    with torch.no_grad():
         torch.onnx.export(
             graph,
             inputs,
