@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -49,31 +48,12 @@ def load(checkout: str | Path, seed: int = 0):
     checkpoint (with a random Focal-T backbone, which the timings never run) and converted with
     ``findvl convert``.
     """
-    from findvl.convert.run import convert_checkpoint
-    from findvl.encoders.backbones import BACKBONES, CONFIG_BACKBONE
-    from findvl.runs import load_run
-
     official_models, _, _, parity = _tools()
     official_models.install(checkout)
-    backbone = BACKBONES[CONFIG_BACKBONE[CONFIG]]()
-    channels = dict(backbone.out_channels)
-    tokenizer = parity.SHIPPED_TOKENIZER
-    cfg, head = parity.build_official(checkout, CONFIG, channels, tokenizer, None, seed)
-    with tempfile.TemporaryDirectory() as tmp:
-        state = parity.official_state(head)
-        parity.randomize_(backbone, seed + 2)
-        state.update({f"backbone.{k}": v for k, v in backbone.state_dict().items()})
-        torch.save(state, Path(tmp) / "official.pt")
-        vocab = head.predictor.lang_encoder.tokenizer.vocab_size
-        convert_checkpoint(
-            Path(tmp) / "official.pt",
-            config=CONFIG,
-            out=Path(tmp) / "run",
-            tokenizer=str(tokenizer),
-            overrides=[f"language.vocab_size={vocab}"],
-        )
-        model = load_run(Path(tmp) / "run").model.eval()
-    return model, head, cfg, channels
+    cfg, head, model, channels = parity.converted_pair(
+        checkout, CONFIG, parity.SHIPPED_TOKENIZER, seed
+    )
+    return model.eval(), head, cfg, channels
 
 
 def random_features(channels: dict[str, int], size: int, seed: int) -> dict[str, torch.Tensor]:

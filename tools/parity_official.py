@@ -142,6 +142,36 @@ def build_official(checkout, name, channels, tokenizer, shrink, seed):
     return cfg, head.eval()
 
 
+def converted_pair(checkout, name: str, tokenizer, seed: int):
+    """``(official config, official head, findvl model, backbone channels)`` with the same
+    seeded random weights: the official head as :func:`build_official` makes it, saved with a
+    random backbone as a released checkpoint and turned into a findvl run by ``findvl convert``
+    (the global random state is left as the head's build left it).
+    """
+    from findvl.convert.run import convert_checkpoint
+    from findvl.encoders.backbones import BACKBONES, CONFIG_BACKBONE
+    from findvl.runs import load_run
+
+    backbone = BACKBONES[CONFIG_BACKBONE[name]]()
+    channels = dict(backbone.out_channels)
+    cfg, head = build_official(checkout, name, channels, tokenizer, None, seed)
+    with tempfile.TemporaryDirectory() as tmp, torch.random.fork_rng():
+        state = official_state(head)
+        randomize_(backbone, seed + 2)
+        state.update({f"backbone.{k}": v for k, v in backbone.state_dict().items()})
+        torch.save(state, Path(tmp) / "official.pt")
+        vocab = head.predictor.lang_encoder.tokenizer.vocab_size
+        convert_checkpoint(
+            Path(tmp) / "official.pt",
+            config=name,
+            out=Path(tmp) / "run",
+            tokenizer=str(tokenizer),
+            overrides=[f"language.vocab_size={vocab}"],
+        )
+        model = load_run(Path(tmp) / "run").model
+    return cfg, head, model, channels
+
+
 def print_table(name: str, size: int, table: dict, floor: dict | None = None) -> None:
     print(f"\n{name} at {size}x{size}")
     if floor is None:
@@ -155,33 +185,12 @@ def print_table(name: str, size: int, table: dict, floor: dict | None = None) ->
 
 
 def run_full(args) -> int:
-    from findvl.convert.run import convert_checkpoint
-    from findvl.runs import load_run
-
     worst = 0.0
     for name in args.configs:
         size = args.size or (1024 if name.startswith(("focalt", "samb")) else 640)
-        from findvl.encoders.backbones import BACKBONES, CONFIG_BACKBONE
-
-        backbone = BACKBONES[CONFIG_BACKBONE[name]]()
-        channels = dict(backbone.out_channels)
-        cfg, head = build_official(args.official, name, channels, args.tokenizer, None, args.seed)
+        cfg, head, model, channels = converted_pair(args.official, name, args.tokenizer, args.seed)
         features = random_features(channels, size, size, args.seed + 1)
         official = official_outputs(head, cfg, features, size, size)
-        with tempfile.TemporaryDirectory() as tmp:
-            state = official_state(head)
-            randomize_(backbone, args.seed + 2)
-            state.update({f"backbone.{k}": v for k, v in backbone.state_dict().items()})
-            torch.save(state, Path(tmp) / "official.pt")
-            vocab = head.predictor.lang_encoder.tokenizer.vocab_size
-            convert_checkpoint(
-                Path(tmp) / "official.pt",
-                config=name,
-                out=Path(tmp) / "run",
-                tokenizer=str(args.tokenizer),
-                overrides=[f"language.vocab_size={vocab}"],
-            )
-            model = load_run(Path(tmp) / "run").model
         model.vision = parity_findvl.FixedFeatures(features)
         image = parity_findvl.image_of(size, size)
         mine = parity_findvl.run_tasks(model, image, task_inputs(size, size))

@@ -44,6 +44,7 @@ def trained(dataset: Path, tmp_path_factory) -> Trainer:
         ('loss={"class_ce": -1}', "class_ce"),
         ("model.interface.depth=3", "model.interface.depth"),
         ("log_every=0", "log_every"),
+        ("model.interface.dim_proj=32", "loss.retrieval_tokens"),
     ],
 )
 def test_bad_config_key_is_named(dataset, tmp_path, capsys, override, named) -> None:

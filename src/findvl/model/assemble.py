@@ -94,8 +94,6 @@ def retrieval(
         )
         for layer in out.layers
     ]
-    final = out.final
-    objects = final[OBJECT_PROPOSALS].semantic if OBJECT_PROPOSALS in final else None
     if tokens is None:
-        return RetrievalOutput(layers, objects)
-    return RetrievalOutput(layers, objects, tokens.x, tokens.valid)
+        return RetrievalOutput(layers)
+    return RetrievalOutput(layers, tokens.x, tokens.valid)

@@ -117,21 +117,24 @@ class RetrievalOutput:
 
     Attributes:
         layers: per layer image and query (caption or interleave legend) embeddings.
-        objects: ``[B,N,P]`` final semantic embeddings of the object proposals (for the
-            entity↔object term of the interleave score); None when not computed.
         tokens: ``[B,L,P]`` the projected tokens of each image's caption (image-text
             retrieval; for the token-level training term), or None.
         token_valid: ``[B,L]`` bool, True at tokens (with ``tokens``).
     """
 
     layers: list[EmbeddingPair]
-    objects: torch.Tensor | None = None
     tokens: torch.Tensor | None = None
     token_valid: torch.Tensor | None = None
 
     @property
     def final(self) -> EmbeddingPair:
         return self.layers[-1]
+
+    @property
+    def objects(self) -> torch.Tensor | None:
+        """``[B,N,P]`` final semantic embeddings of the object proposals (for the
+        entity↔object term of the interleave score); None when not computed."""
+        return self.final.objects
 
 
 @dataclass

@@ -79,7 +79,14 @@ def validate(config: TrainConfig) -> TrainConfig:
 
     if not isinstance(config.loss, dict):
         raise ValueError(f"config key 'loss' must be an object, got {config.loss!r}")
-    LossWeights.from_dict(dict(config.loss))  # names any unknown loss key
+    weights = LossWeights.from_dict(dict(config.loss))  # names any unknown loss key
+    it = config.model.interface
+    if weights.retrieval_tokens and it.dim_proj != it.hidden_dim:
+        raise ValueError(
+            f"loss.retrieval_tokens={weights.retrieval_tokens} compares caption tokens "
+            f"(interface.hidden_dim={it.hidden_dim} wide) with object embeddings "
+            f"(interface.dim_proj={it.dim_proj}): set it to 0 or make the two equal"
+        )
     for name in ("steps", "batch_size", "log_every", "checkpoint_every", "keep_last"):
         if not isinstance(getattr(config, name), int) or getattr(config, name) < 1:
             raise ValueError(

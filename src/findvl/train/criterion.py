@@ -194,14 +194,8 @@ class FindCriterion:
             if (
                 self.w.retrieval_tokens
                 and retrieval.tokens is not None
-                and retrieval.final.objects is not None
+                and retrieval.objects is not None
             ):
-                if retrieval.tokens.shape[-1] != retrieval.final.objects.shape[-1]:
-                    raise ValueError(
-                        f"loss.retrieval_tokens: caption tokens are {retrieval.tokens.shape[-1]} "
-                        f"wide, object embeddings {retrieval.final.objects.shape[-1]} "
-                        "(interface.hidden_dim != interface.dim_proj); set it to 0"
-                    )
                 terms["retrieval_tokens"] = sum(
                     token_infonce(p.objects, retrieval.tokens, retrieval.token_valid, scale)
                     for p in retrieval.layers[1:]
