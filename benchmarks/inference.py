@@ -20,6 +20,11 @@ size with random weights a rounding difference of one mask logit near the attent
 can flip one attention-mask cell, which moves the outputs by up to ~1e-3 relative (the same
 as the reference path on features changed by 1e-7 relative).
 
+*fast GFLOP* counts the matrix products, convolutions and attention of one fast call
+(``benchmarks/flops.py``); *fast floor ms* divides it by the rate of one 2048² fp32 matmul
+measured at the start of the run: the time of the same arithmetic if all of it ran at the
+machine's best matmul rate.
+
 ``--preset focalt`` (default) is the FIND-T architecture of ``find_focalt_unicl`` (Focal-T,
 FIND-T interface: 512 wide, 9 layers, 100 proposals) with random weights and a random
 12-layer, 512-wide built-in text tower in place of UniCL's (whose tokenizer is not shipped).
@@ -63,6 +68,7 @@ from findvl.model.requests import (
 )
 from findvl.model.sampler import rasterize
 from findvl.model.sequence_types import ImageFeatures
+from flops import count_gflop, matmul_gflops
 
 #: 133 class names, the size of the COCO panoptic vocabulary.
 CLASSES = [f"category number {i}" for i in range(133)]
@@ -187,6 +193,7 @@ def compare(model, feats, cache, reqs, repeats: int, official=None, name: str = 
     with torch.no_grad():
         _, ref_out = run("reference")  # warm-up, and the outputs compared
         _, fast_out = run("fast")
+        fast_gflop = count_gflop(lambda: run("fast"), model)
         off_out = run_official()[1] if official else None
         for _ in range(repeats):
             for path in paths:
@@ -197,6 +204,7 @@ def compare(model, feats, cache, reqs, repeats: int, official=None, name: str = 
     diff, rel = _differences(pairs)
     result = {f"{k}_ms": 1000 * statistics.median(v) for k, v in times.items() if v}
     result["speedup"] = result["reference_ms"] / result["fast_ms"]
+    result["fast_gflop"] = fast_gflop
     result["max_abs_diff"], result["max_rel_diff"] = diff, rel
     if official:
         result["official_speedup"] = result["official_ms"] / result["fast_ms"]
@@ -223,7 +231,8 @@ def official_calls(side, name: str, reqs) -> object:
 def print_table(results: dict) -> None:
     official = results.get("official") is not None
     head = "| canvas | request |" + (" official ms |" if official else "")
-    head += " reference ms | new image ms | fast ms | reference / fast |"
+    head += " reference ms | new image ms | fast ms | fast GFLOP | fast floor ms |"
+    head += " reference / fast |"
     head += " official / new image | official / fast | fast vs official |" if official else ""
     print(f"\n{head} fast vs reference |\n" + "|---" * (head.count("|") + 0) + "|")
     for size, row in results["sizes"].items():
@@ -232,6 +241,8 @@ def print_table(results: dict) -> None:
                 continue
             line = f"| {size}² | {name} |" + (f" {r['official_ms']:.0f} |" if official else "")
             line += f" {r['reference_ms']:.0f} | {r['fresh_ms']:.0f} | {r['fast_ms']:.0f} |"
+            floor = 1000 * r["fast_gflop"] / results["machine"]["matmul_gflops"]
+            line += f" {r['fast_gflop']:.1f} | {floor:.0f} |"
             line += f" {r['speedup']:.2f}× |"
             if official:
                 line += f" {r['official_fresh_speedup']:.2f}× | {r['official_speedup']:.2f}× |"
@@ -276,6 +287,7 @@ def main() -> None:
             "cores": os.cpu_count(),
             "threads": args.threads,
             "torch": torch.__version__,
+            "matmul_gflops": matmul_gflops(),
         },
         "preset": CONFIG_OFFICIAL if args.official else args.preset,
         "official": args.official,

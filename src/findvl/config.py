@@ -126,6 +126,9 @@ class ConventionsConfig:
     # names to one embedding from the start (cos 0.997 at initialisation, 0.99 after
     # training) and a softmax over equal class embeddings never separates them again
     class_table: ClassTable = "interface"
+    # > 0: at inference, a visual prompt's proposal scores add this times the proposal mask's
+    # agreement with the prompt (findvl.model.agreement); 0: the learned score alone (FIND)
+    click_agreement: float = 0.0
 
 
 @dataclass
@@ -161,6 +164,9 @@ class ModelConfig:
         cap = self.conventions.grounding_scale_cap
         if cap is not None and not cap > 0:
             raise ValueError(f"conventions.grounding_scale_cap={cap!r}: expected a positive number")
+        agreement = self.conventions.click_agreement
+        if isinstance(agreement, bool) or not isinstance(agreement, (int, float)) or agreement < 0:
+            raise ValueError(f"conventions.click_agreement={agreement!r}: expected a number >= 0")
         return self
 
     def to_json(self) -> str:

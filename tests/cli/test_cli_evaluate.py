@@ -86,3 +86,22 @@ def test_eval_runs_no_model(capsys):
 def test_bad_limit(with_evaluate, tmp_path, capsys):
     assert cli.main(["evaluate", "x", "--data", str(tmp_path), "--limit", "0"]) == 2
     assert "--limit" in capsys.readouterr().err
+
+
+def test_click_agreement_overrides_the_model_conventions(
+    with_evaluate, monkeypatch, tmp_path, capsys, tiny_world, tiny_model
+):
+    model = tiny_model()
+    assert model.conventions.click_agreement == 0
+    monkeypatch.setattr(
+        "findvl.runs.load_run",
+        lambda path, device="cpu": LoadedRun(model, [], [], None, tmp_path / "ckpt"),
+    )
+    root = tiny_world(tmp_path / "w", images=2)
+    base = ["evaluate", "ckpt", "--data", str(root), "--json", "--no-progress"]
+    args = [*base, "--tasks", "interactive", "--interactive-objects", "1", "--max-clicks", "1"]
+    assert cli.main([*args, "--click-agreement", "30"]) == 0
+    assert model.conventions.click_agreement == 30.0
+    assert json.loads(capsys.readouterr().out)["interactive"]["num_objects"] == 2
+    assert cli.main([*args, "--click-agreement", "-1"]) == 2
+    assert "--click-agreement" in capsys.readouterr().err

@@ -78,8 +78,12 @@ def test_bad_conventions_are_named() -> None:
 def test_findvl_presets_keep_their_conventions_released_ones_are_official() -> None:
     for name in ("find_tiny", "find_synth_vit"):
         assert preset_config(name).conventions == ConventionsConfig()
-    # the quickstart's class embeddings are the projected names; every other convention findvl's
-    assert preset_config("find_synth").conventions == ConventionsConfig(class_table="text")
+    # the quickstart's class embeddings are the projected names and its prompts' masks are
+    # chosen with the click agreement; every other convention findvl's
+    assert preset_config("find_synth").conventions == ConventionsConfig(
+        class_table="text", click_agreement=30.0
+    )
+    assert OFFICIAL.click_agreement == 0  # the released weights: FIND's score alone
     assert len(OFFICIAL_CONFIGS) == 10 and set(OFFICIAL_CONFIGS.values()) == set(RELEASED_PRESETS)
     for name in RELEASED_PRESETS:
         cfg = preset_config(name)

@@ -7,6 +7,7 @@ Values are percentages (NoC in clicks); progress bars go to stderr.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -21,6 +22,14 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", type=Path, default=None, help="keep prediction files here")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--click-agreement",
+        type=float,
+        default=None,
+        metavar="W",
+        help="weight of the click agreement in the choice of a prompt's mask, in place of the "
+        "model's conventions.click_agreement (0: the learned score alone, as FIND)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -72,7 +81,13 @@ def evaluate_args(args: argparse.Namespace, tasks: tuple[str, ...], out_dir=None
     if not args.data.is_dir():
         raise FileNotFoundError(f"--data: no directory at {args.data}")
     check_device(args.device)
+    weight = getattr(args, "click_agreement", None)
+    if weight is not None and not weight >= 0:
+        raise ValueError(f"--click-agreement: must be a number >= 0, got {weight}")
     loaded = load_run(args.checkpoint, device=args.device, **encoder_paths(args))
+    if weight is not None:
+        conventions = dataclasses.replace(loaded.model.conventions, click_agreement=weight)
+        loaded.model.conventions = conventions
     result = evaluate_run(
         loaded.model,
         loaded.class_names,

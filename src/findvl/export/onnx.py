@@ -14,7 +14,10 @@ of points of its one prompt; ``dynamic=False`` fixes every shape to the traced e
   tokens, :meth:`FindModel.encode_text`) -> ``masks [1,N,H/s,W/s]`` and ``logits [1,T,N]``
   (score of proposal n for phrase t).
 * ``interactive``: ``pixels``, ``points [1,P,2]`` (normalised ``(x, y)`` on the canvas, one
-  prompt) and ``negative [1,P]`` -> ``masks`` and ``logits [1,1,N]``.
+  prompt) and ``negative [1,P]`` -> ``masks`` and ``logits [1,1,N]``. The logits are the
+  learned score; a model whose conventions add the click agreement at inference
+  (``click_agreement``) adds it to them outside the graph, from ``masks`` and the prompt's
+  pixels (:func:`findvl.model.agreement.click_agreement`).
 
 Inside the graph every slot is built as the model builds it (text tokens keep their padding,
 marked invalid, which the interface ignores), so onnxruntime gives the PyTorch outputs.

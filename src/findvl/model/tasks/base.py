@@ -78,11 +78,14 @@ class TaskSlots:
         slots: in sequence order.
         previous_mask: ``[B,H/4,W/4]`` previous-round logits for the spatial memory, or None.
         is_visual: per image, per entity: given as a visual reference (interleaved tasks).
+        prompt_regions: ``([B,T,h,w], [B,T,h,w])`` positive and negative prompt coverage at
+            mask resolution, for the click agreement (:mod:`findvl.model.agreement`), or None.
     """
 
     slots: list[SlotInput]
     previous_mask: torch.Tensor | None = None
     is_visual: list[list[bool]] | None = None
+    prompt_regions: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def valid(self, key: str) -> torch.Tensor:
         """``[B,n]`` validity of the slot ``key``."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from findvl.model import assemble
+from findvl.model.agreement import click_agreement, prompt_regions
 from findvl.model.outputs import TargetedSegmentationOutput
 from findvl.model.requests import InteractiveSegmentation
 from findvl.model.sequence_types import InterfaceOutput
@@ -38,19 +39,32 @@ def slots(model: TaskModel, context: SlotContext, request: InteractiveSegmentati
     if request.previous is not None and MEMORY in context.keys:
         seq.append(memory_slot(interface, MEMORY, context.batch))
         previous = previous_masks(request.previous, feats.pixel.mask_features, feats.batch)
-    return TaskSlots(seq, previous_mask=previous)
+    regions = None
+    if model.conventions.click_agreement > 0 and not model.training:
+        cells = tuple(feats.pixel.mask_features.shape[-2:])
+        regions = prompt_regions(request.prompts, feats.batch, cells)
+    return TaskSlots(seq, previous_mask=previous, prompt_regions=regions)
 
 
 def assemble_output(
     model: TaskModel, out: InterfaceOutput, request: InteractiveSegmentation, built: TaskSlots
 ) -> TargetedSegmentationOutput:
     """Scores ``[B,T,N]`` in pixel space: raw dot products (released weights) or
-    ``exp(logit_scale)·cos`` (``pixel_scores="cosine"``)."""
+    ``exp(logit_scale)·cos`` (``pixel_scores="cosine"``); at inference plus the click
+    agreement of each layer's masks where the conventions ask for it."""
     if model.pixel_scores == "dot":
         score = assemble.pixel_dot
     else:
         score = assemble.pixel_cosine(model.logit_scale.exp())
-    return assemble.targeted(out, PROPOSALS, QUERIES, built.valid(QUERIES), score)
+    result = assemble.targeted(out, PROPOSALS, QUERIES, built.valid(QUERIES), score)
+    if built.prompt_regions is not None:
+        weight = model.conventions.click_agreement
+        for layer in result.layers:
+            if layer.masks is not None:
+                layer.logits = layer.logits + weight * click_agreement(
+                    layer.masks, *built.prompt_regions
+                )
+    return result
 
 
 TASK = TaskSpec(NAME, InteractiveSegmentation, check, slots, assemble_output)

@@ -1,0 +1,54 @@
+"""Click agreement: how well each proposal's mask fits a visual prompt, added to its score at
+inference (``conventions.click_agreement``).
+
+FIND chooses the mask of a visual prompt by the learned score alone. A proposal whose mask
+leaves out the clicked pixels, or covers a negative click, is then still chosen when the score
+prefers it. With ``click_agreement = w > 0`` the score of proposal ``n`` for prompt ``t``
+becomes ``score + w * a``, where ``a`` = the mean mask probability over the prompt's positive
+pixels minus that over its negative pixels (0 without negatives), in ``[-1, 1]``. Training is
+unchanged: the criterion trains FIND's score; the term is added in eval mode only.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from findvl.encoders.preprocess import ImageBatch
+from findvl.model.requests import VisualPrompt
+
+
+def prompt_regions(
+    prompts: list[list[VisualPrompt]], batch: ImageBatch, cells: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each prompt's positive and negative pixels as ``[B,T,h,w]`` cell coverage (0..1) on the
+    padded canvas at mask resolution ``cells = (h, w)``; ``T`` = most prompts of a row."""
+    h4, w4 = cells
+    height, width = batch.pixels.shape[-2:]
+    most = max(len(row) for row in prompts)
+    pos = torch.zeros(len(prompts), most, h4, w4)
+    neg = torch.zeros_like(pos)
+    for b, row in enumerate(prompts):
+        ih, iw = batch.sizes[b]
+        size = (max(1, ih * h4 // height), max(1, iw * w4 // width))
+        for t, prompt in enumerate(row):
+            for region, out in ((prompt.positive, pos), (prompt.negative, neg)):
+                if region is None:
+                    continue
+                cover = F.interpolate(region[None, None].float().cpu(), size=size, mode="area")
+                out[b, t, : size[0], : size[1]] = cover[0, 0]
+    return pos, neg
+
+
+def click_agreement(masks: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """``masks [B,N,h,w]`` logits, ``pos``/``neg [B,T,h,w]`` coverage -> ``[B,T,N]`` agreement:
+    mean probability over the positive pixels minus mean over the negative ones."""
+    prob = masks.float().sigmoid()
+    pos, neg = pos.to(prob), neg.to(prob)
+
+    def mean_over(region: torch.Tensor) -> torch.Tensor:
+        total = region.flatten(2).sum(-1, keepdim=True)  # BxTx1
+        inside = torch.einsum("bthw,bnhw->btn", region, prob)
+        return torch.where(total > 0, inside / total.clamp(min=1e-6), torch.zeros_like(inside))
+
+    return mean_over(pos) - mean_over(neg)
