@@ -2,19 +2,22 @@
 
     python benchmarks/proposal_choice.py --run RUN --data DIR [--images 25]
     python benchmarks/proposal_choice.py        # make demo's run, runs/quickstart (if present)
+    python benchmarks/proposal_choice.py --run RUN --data DIR --click-agreement 0  # FIND's choice
 
-For grounding (every referring expression's first sentence, up to 4 per image) and for one
+For grounding (every referring expression's first sentence, up to 4 per image), for one
 click at the centre of each of the first two segments of an image (as the evaluation's first
-click), the mask IoU with the target of the proposal the model chooses (argmax of its scores)
-and of the best of all its proposals (the oracle choice), averaged over the first ``--images``
-val images. The gap between the two is what a better choice would win; the oracle is the
-ceiling of the masks themselves. Also printed: the mean entropy of the choice (``ln N`` when
-uniform over N proposals). One JSON line.
+click) and for the filled bounding box of each of them (``box``), the mask IoU with the target
+of the proposal the model chooses (argmax of its scores) and of the best of all its proposals
+(the oracle choice), averaged over the first ``--images`` val images. The gap between the
+two is what a better choice would win; the oracle is the ceiling of the masks themselves.
+Also printed: the mean entropy of the choice (``ln N`` when uniform over N proposals). One
+JSON line.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -23,12 +26,14 @@ import numpy as np
 import torch
 
 from findvl.data.clicks import clicks_to_masks, next_click
+from findvl.data.prompts import box_prompt
 from findvl.data.readers.dataset import load_dataset
 from findvl.evaluation.common import load_image
 from findvl.model.requests import GroundedSegmentation, InteractiveSegmentation, VisualPrompt
 from findvl.runs import load_run
 
 DEMO = Path("runs/quickstart")  # where make demo writes its run and data
+TASKS = ("grounding", "interactive", "box")
 
 
 def _ious(masks: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -50,7 +55,7 @@ def _record(stats: dict, task: str, ious: torch.Tensor, logits: torch.Tensor) ->
 
 
 def measure(model, samples) -> dict:
-    stats = {t: {"chosen": [], "oracle": [], "entropy": []} for t in ("grounding", "interactive")}
+    stats = {t: {"chosen": [], "oracle": [], "entropy": []} for t in TASKS}
     for sample in samples:
         image = load_image(sample)
         masks = torch.from_numpy(sample.panoptic.load_masks())
@@ -71,12 +76,14 @@ def measure(model, samples) -> dict:
                 if click is None:
                     continue
                 positive, _ = clicks_to_masks([click], target.shape)
-                prompt = VisualPrompt(positive=torch.from_numpy(positive))
-                out = model([image], [InteractiveSegmentation([[prompt]])])
-                final = out.interactive_segmentation.final
-                full = out.to_original(final.masks[0], 0)
-                logits = final.logits[0, 0]
-                _record(stats, "interactive", _ious(full, torch.from_numpy(target)), logits)
+                box = box_prompt(target, None)  # the filled bounding box
+                for task, region in (("interactive", positive), ("box", box)):
+                    prompt = VisualPrompt(positive=torch.from_numpy(region))
+                    out = model([image], [InteractiveSegmentation([[prompt]])])
+                    final = out.interactive_segmentation.final
+                    full = out.to_original(final.masks[0], 0)
+                    logits = final.logits[0, 0]
+                    _record(stats, task, _ious(full, torch.from_numpy(target)), logits)
     num = model.interface.num_proposals
     result = {}
     for task, s in stats.items():
@@ -99,12 +106,22 @@ def main() -> None:
     parser.add_argument("--data", default=str(DEMO / "data"), help="a dataset root (val split)")
     parser.add_argument("--images", type=int, default=25)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--click-agreement",
+        type=float,
+        default=None,
+        metavar="W",
+        help="the click-agreement weight to choose with (default: the model's)",
+    )
     args = parser.parse_args()
     if not Path(args.run).is_dir():
         print(json.dumps({"skipped": f"no run at {args.run}: pass --run RUN --data DIR"}))
         return
     torch.set_num_threads(args.threads)
     model = load_run(args.run).model.eval()
+    if args.click_agreement is not None:
+        conventions = model.conventions
+        model.conventions = dataclasses.replace(conventions, click_agreement=args.click_agreement)
     samples = load_dataset(args.data, "val")[: args.images]
     print(json.dumps({"run": args.run, "images": len(samples), **measure(model, samples)}))
 

@@ -130,7 +130,7 @@ def find_synth_config() -> ModelConfig:
         pixel_decoder=replace(find_tiny_config().pixel_decoder, mask_stride=2),
         interface=find_tiny_config().interface,
         # a prompt's mask is chosen by score + 30 x click agreement at inference (the quickstart
-        # run: interactive mIoU@1 / @5 62.6 / 59.0 -> 71.0 / 72.3; pretrained/README.md)
+        # run: interactive mIoU@1 / @5 62.6 / 59.0 -> 71.0 / 71.9; pretrained/README.md)
         conventions=ConventionsConfig(class_table="text", click_agreement=30.0),
     )
 

@@ -38,18 +38,30 @@ def test_regions_cover_the_prompt_cells_on_the_padded_canvas() -> None:
     assert pos[..., 4:, :].sum() == 0 and pos[..., 6:].sum() == 0  # nothing on the padding
 
 
-def test_agreement_is_positive_coverage_minus_negative_coverage() -> None:
-    pos = torch.zeros(1, 1, 2, 2)
-    neg = torch.zeros(1, 1, 2, 2)
-    pos[0, 0, 0, 0] = 1.0
-    neg[0, 0, 1, 1] = 1.0
-    masks = torch.full((1, 3, 2, 2), -20.0)
+def test_agreement_is_positive_overlap_minus_negative_coverage() -> None:
+    pos = torch.zeros(1, 2, 4, 4)
+    neg = torch.zeros(1, 2, 4, 4)
+    pos[0, 0, 0, 0] = 1.0  # prompt 0: a click on cell (0, 0) and a negative click on (3, 3)
+    neg[0, 0, 3, 3] = 1.0
+    pos[0, 1, :2, :2] = 1.0  # prompt 1: a box over the top-left 2x2 cells
+    masks = torch.full((1, 4, 4, 4), -20.0)
     masks[0, 0, 0, 0] = 20.0  # covers the click only
     masks[0, 1] = 20.0  # covers everything, the negative click too
+    masks[0, 2, :2, :2] = 20.0  # fills the box
+    masks[0, 3, 0, 1] = 20.0  # one cell inside the box, beside the click
     agreement = click_agreement(masks, pos, neg)
-    torch.testing.assert_close(agreement, torch.tensor([[[1.0, 0.0, -0.0]]]), atol=1e-6, rtol=0)
-    without_negative = click_agreement(masks, pos, torch.zeros_like(neg))
-    torch.testing.assert_close(without_negative[0, 0, :2], torch.ones(2), atol=1e-6, rtol=0)
+    expected = torch.tensor([[[1.0, 0.0, 1.0, 0.0], [1.0, 1.0, 1.0, 1.0]]])
+    torch.testing.assert_close(agreement, expected, atol=1e-4, rtol=0)
+    half = torch.full((1, 1, 4, 4), -20.0)
+    half[0, 0, 0, :2] = 20.0  # covers half of a 2-cell scribble, and nothing else
+    scribble = torch.zeros(1, 1, 4, 4)
+    scribble[0, 0, 0, 1:3] = 1.0
+    torch.testing.assert_close(
+        click_agreement(half, scribble, torch.zeros_like(scribble)),
+        torch.tensor([[[0.5]]]),
+        atol=1e-4,
+        rtol=0,
+    )
 
 
 def _model(weight: float):

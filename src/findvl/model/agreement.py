@@ -4,9 +4,10 @@ inference (``conventions.click_agreement``).
 FIND chooses the mask of a visual prompt by the learned score alone. A proposal whose mask
 leaves out the clicked pixels, or covers a negative click, is then still chosen when the score
 prefers it. With ``click_agreement = w > 0`` the score of proposal ``n`` for prompt ``t``
-becomes ``score + w * a``, where ``a`` = the mean mask probability over the prompt's positive
-pixels minus that over its negative pixels (0 without negatives), in ``[-1, 1]``. Training is
-unchanged: the criterion trains FIND's score; the term is added in eval mode only.
+becomes ``score + w * a``, where ``a`` (in ``[-1, 1]``) is how well the mask overlaps the
+prompt's positive pixels minus how much of its negative pixels it covers
+(:func:`click_agreement`). Training is unchanged: the criterion trains FIND's score; the term
+is added in eval mode only.
 """
 
 from __future__ import annotations
@@ -41,14 +42,21 @@ def prompt_regions(
 
 
 def click_agreement(masks: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
-    """``masks [B,N,h,w]`` logits, ``pos``/``neg [B,T,h,w]`` coverage -> ``[B,T,N]`` agreement:
-    mean probability over the positive pixels minus mean over the negative ones."""
+    """``masks [B,N,h,w]`` logits, ``pos``/``neg [B,T,h,w]`` coverage -> ``[B,T,N]`` agreement.
+
+    Positive part: the overlap coefficient ``|mask ∩ pos| / min(|mask|, |pos|)`` (soft: mask
+    probabilities, cell coverage), 1 when the mask covers the prompt (a click, a scribble) or
+    lies inside it (a box, which contains its object). Negative part: the fraction of the
+    negative pixels the mask covers. Each is 0 without such pixels.
+    """
     prob = masks.float().sigmoid()
     pos, neg = pos.to(prob), neg.to(prob)
+    area = prob.flatten(2).sum(-1)[:, None, :]  # Bx1xN
 
-    def mean_over(region: torch.Tensor) -> torch.Tensor:
+    def overlap(region: torch.Tensor, by_mask: bool) -> torch.Tensor:
         total = region.flatten(2).sum(-1, keepdim=True)  # BxTx1
         inside = torch.einsum("bthw,bnhw->btn", region, prob)
-        return torch.where(total > 0, inside / total.clamp(min=1e-6), torch.zeros_like(inside))
+        norm = torch.minimum(total, area) if by_mask else total
+        return torch.where(total > 0, inside / norm.clamp(min=1e-3), torch.zeros_like(inside))
 
-    return mean_over(pos) - mean_over(neg)
+    return overlap(pos, by_mask=True) - overlap(neg, by_mask=False)
