@@ -10,7 +10,7 @@ import torch
 
 from findvl.config import ModelConfig
 from findvl.encoders.preprocess import ImageNorm, preprocess_images
-from findvl.model.agreement import click_agreement, prompt_regions
+from findvl.model.agreement import agreeing_choice, click_agreement, prompt_regions
 from findvl.model.requests import InteractiveSegmentation, VisualPrompt
 from findvl.presets import preset_config
 
@@ -30,7 +30,7 @@ def test_regions_cover_the_prompt_cells_on_the_padded_canvas() -> None:
         [torch.zeros(3, 16, 24, dtype=torch.uint8)], ImageNorm(pad_multiple=32)
     )
     prompt = _prompt((16, 24), (0, 4, 0, 2), negative_box=(8, 16, 20, 24))
-    pos, neg = prompt_regions([[prompt]], batch, (8, 8))
+    pos, neg = prompt_regions([[prompt]], (32, 32), batch.sizes, (8, 8))
     assert pos.shape == neg.shape == (1, 1, 8, 8)
     assert pos[0, 0, 0, 0] == pytest.approx(0.5)  # half of the first 4x4 cell
     assert pos.sum() == pytest.approx(8 / 16)  # 8 pixels of 16 per cell
@@ -69,8 +69,9 @@ def _model(weight: float):
 
     config: ModelConfig = preset_config("find_tiny")
     conventions = dataclasses.replace(config.conventions, click_agreement=weight)
-    torch.manual_seed(0)
-    return build_model(dataclasses.replace(config, conventions=conventions))
+    with torch.random.fork_rng():  # the same weights for both models, the global state kept
+        torch.manual_seed(0)
+        return build_model(dataclasses.replace(config, conventions=conventions))
 
 
 def test_interactive_scores_add_the_agreement_at_inference_only(images) -> None:
@@ -82,7 +83,9 @@ def test_interactive_scores_add_the_agreement_at_inference_only(images) -> None:
         out = weighted(imgs, request, generator=torch.Generator().manual_seed(0))
     task, ref = out.interactive_segmentation.final, base.interactive_segmentation.final
     batch = preprocess_images(imgs, weighted.vision.norm)
-    regions = prompt_regions(request[0].prompts, batch, tuple(task.masks.shape[-2:]))
+    canvas = tuple(batch.pixels.shape[-2:])
+    cells = tuple(task.masks.shape[-2:])
+    regions = prompt_regions(request[0].prompts, canvas, batch.sizes, cells)
     expected = ref.logits + 5.0 * click_agreement(ref.masks, *regions)
     torch.testing.assert_close(task.masks, ref.masks)
     torch.testing.assert_close(task.logits, expected)
@@ -104,3 +107,14 @@ def test_negative_weight_is_rejected() -> None:
     )
     with pytest.raises(ValueError, match="conventions.click_agreement"):
         bad.validate()
+
+
+def test_agreeing_choice_prefers_the_mask_under_the_click() -> None:
+    prompt = _prompt((8, 8), (0, 2, 0, 2))  # a click in the top-left corner
+    masks = torch.full((1, 2, 4, 4), -20.0)
+    masks[0, 0, 2:, 2:] = 20.0  # elsewhere, but with the higher learned score
+    masks[0, 1, :2, :2] = 20.0  # under the click
+    logits = torch.tensor([[[3.0, 1.0]]])
+    canvas, sizes = (8, 8), [(8, 8)]
+    assert agreeing_choice(logits, masks, [[prompt]], canvas, sizes, 0.0).tolist() == [[0]]
+    assert agreeing_choice(logits, masks, [[prompt]], canvas, sizes, 30.0).tolist() == [[1]]

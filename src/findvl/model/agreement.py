@@ -6,8 +6,9 @@ leaves out the clicked pixels, or covers a negative click, is then still chosen 
 prefers it. With ``click_agreement = w > 0`` the score of proposal ``n`` for prompt ``t``
 becomes ``score + w * a``, where ``a`` (in ``[-1, 1]``) is how well the mask overlaps the
 prompt's positive pixels minus how much of its negative pixels it covers
-(:func:`click_agreement`). Training is unchanged: the criterion trains FIND's score; the term
-is added in eval mode only.
+(:func:`click_agreement`). The criterion trains FIND's score: the term is added in eval mode
+only (and to the choice of the first mask in training's correction rounds,
+:mod:`findvl.train.corrections`, as the evaluation's clicks will see it).
 """
 
 from __future__ import annotations
@@ -15,22 +16,25 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from findvl.encoders.preprocess import ImageBatch
 from findvl.model.requests import VisualPrompt
 
 
 def prompt_regions(
-    prompts: list[list[VisualPrompt]], batch: ImageBatch, cells: tuple[int, int]
+    prompts: list[list[VisualPrompt]],
+    canvas: tuple[int, int],
+    input_sizes: list[tuple[int, int]],
+    cells: tuple[int, int],
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Each prompt's positive and negative pixels as ``[B,T,h,w]`` cell coverage (0..1) on the
-    padded canvas at mask resolution ``cells = (h, w)``; ``T`` = most prompts of a row."""
+    padded ``canvas`` (image ``b`` filling ``input_sizes[b]`` of it) at mask resolution
+    ``cells = (h, w)``; ``T`` = most prompts of a row."""
     h4, w4 = cells
-    height, width = batch.pixels.shape[-2:]
+    height, width = canvas
     most = max(len(row) for row in prompts)
     pos = torch.zeros(len(prompts), most, h4, w4)
     neg = torch.zeros_like(pos)
     for b, row in enumerate(prompts):
-        ih, iw = batch.sizes[b]
+        ih, iw = input_sizes[b]
         size = (max(1, ih * h4 // height), max(1, iw * w4 // width))
         for t, prompt in enumerate(row):
             for region, out in ((prompt.positive, pos), (prompt.negative, neg)):
@@ -60,3 +64,19 @@ def click_agreement(masks: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -
         return torch.where(total > 0, inside / norm.clamp(min=1e-3), torch.zeros_like(inside))
 
     return overlap(pos, by_mask=True) - overlap(neg, by_mask=False)
+
+
+def agreeing_choice(
+    logits: torch.Tensor,
+    masks: torch.Tensor,
+    prompts: list[list[VisualPrompt]],
+    canvas: tuple[int, int],
+    input_sizes: list[tuple[int, int]],
+    weight: float,
+) -> torch.Tensor:
+    """``[B,T]`` index of the chosen proposal: argmax of ``logits [B,T,N] + weight *``
+    agreement of ``masks [B,N,h,w]`` with ``prompts`` (plain argmax when ``weight`` is 0)."""
+    if weight > 0:
+        regions = prompt_regions(prompts, canvas, input_sizes, tuple(masks.shape[-2:]))
+        logits = logits + weight * click_agreement(masks, *regions)
+    return logits.argmax(-1)

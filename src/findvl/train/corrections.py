@@ -6,7 +6,9 @@ logits to the spatial memory. A model trained only on first prompts has never se
 token nor a filled memory, so corrections make its masks worse. With probability
 ``probability`` a training batch therefore gets one no-grad interactive pass on the first prompt
 of every image; the simulated correction click and that pass's mask logits become the prompt and
-the spatial memory of the batch's interactive targets.
+the spatial memory of the batch's interactive targets. The pass chooses its mask as inference
+does, with the model's click agreement (:mod:`findvl.model.agreement`), so the corrections
+trained on follow the first masks that evaluation and users will correct.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 
 from findvl.data.clicks import clicks_to_masks, next_click
 from findvl.data.training import TrainExample
+from findvl.model.agreement import agreeing_choice
 from findvl.model.find import FindModel
 from findvl.model.requests import InteractiveSegmentation, VisualPrompt
 
@@ -47,7 +50,13 @@ def correction_round(
     request = InteractiveSegmentation([[VisualPrompt(examples[i].prompts[0])] for i in rows])
     with torch.no_grad():
         out = model([examples[i].image for i in rows], [request], generator=generator)
-    best = out.interactive_segmentation.best_masks()  # BxTxhxw
+    final = out.interactive_segmentation.final
+    # the first mask is chosen as at inference (eval mode adds the click agreement itself)
+    weight = model.conventions.click_agreement if model.training else 0.0
+    index = agreeing_choice(
+        final.logits, final.masks, request.prompts, out.canvas, out.input_sizes, weight
+    )
+    best = final.masks[torch.arange(index.shape[0])[:, None], index]  # BxTxhxw
     result = list(examples)
     for b, i in enumerate(rows):
         ex = examples[i]

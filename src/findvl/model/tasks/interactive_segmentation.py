@@ -42,7 +42,8 @@ def slots(model: TaskModel, context: SlotContext, request: InteractiveSegmentati
     regions = None
     if model.conventions.click_agreement > 0 and not model.training:
         cells = tuple(feats.pixel.mask_features.shape[-2:])
-        regions = prompt_regions(request.prompts, feats.batch, cells)
+        canvas = tuple(feats.batch.pixels.shape[-2:])
+        regions = prompt_regions(request.prompts, canvas, feats.batch.sizes, cells)
     return TaskSlots(seq, previous_mask=previous, prompt_regions=regions)
 
 
