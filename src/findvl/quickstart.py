@@ -7,7 +7,8 @@ As in the paper, the foundation models are pretrained and frozen (``find_synth``
 interface, pixel decoder and ``lang_proj`` are trained (and the feature pyramid a ViT needs).
 
 Training runs a fixed number of steps (:data:`QUICKSTART_STEPS`, about 13 minutes in all on
-two CPU cores), so every machine trains the same model. With a time budget instead
+two CPU cores) with deterministic algorithms, so the same command trains the same weights
+again on one machine (other CPUs may round differently). With a time budget instead
 (``--minutes``) the number of steps is calibrated from the speed of the first steps
 (multi-step schedule: the early learning rates do not depend on the total) and recorded;
 ``--steps N`` reruns exactly.
@@ -49,6 +50,7 @@ QUICKSTART_OVERRIDES = [
     "checkpoint_every=100",
     "keep_last=2",
     "data.workers=1",
+    "deterministic=true",
 ]
 
 

@@ -49,6 +49,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     amp: bool = False  # mixed precision (CUDA only)
+    # torch.use_deterministic_algorithms (warn_only): on the CPU two runs of one config then give
+    # the same weights with several threads too (without it, two threads differ after ~7 steps)
+    deterministic: bool = False
     log_every: int = 10
     checkpoint_every: int = 200
     keep_last: int = 3

@@ -81,6 +81,8 @@ class Trainer:
         self.info = dist.init_distributed() if dist.get_world_size() > 1 or _torchrun() else None
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         torch.manual_seed(config.seed)
+        if config.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
         self.model: FindModel = build_model(config.model).to(config.device)
         self.weights = LossWeights.from_dict(dict(config.loss))
         self.criterion = FindCriterion(self.weights, match_every_layer=config.match_every_layer)
