@@ -41,7 +41,7 @@ def test_the_flag_turns_on_deterministic_algorithms(tmp_path: Path, deterministi
 def test_two_quickstart_runs_on_two_threads_are_identical(
     tmp_path: Path, deterministic_off
 ) -> None:
-    """Without the flag the totals of two such runs differed from step 7 on (measured)."""
+    """Without the flag two such runs differ from step 7 on (``benchmarks/determinism.py``)."""
     write_synth(SynthConfig(out=tmp_path / "data", images=64, seed=0, size=64), progress=False)
     overrides = [*QUICKSTART_OVERRIDES, f'data.root="{tmp_path / "data"}"', "data.workers=0"]
     config = train_config("find_synth", overrides, steps=10, batch_size=8)

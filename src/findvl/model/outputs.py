@@ -93,10 +93,11 @@ class TargetedSegmentationOutput:
     def final(self) -> ProposalScores:
         return self.layers[-1]
 
-    def best_masks(self) -> torch.Tensor:
-        """``[B,T,H/4,W/4]`` mask logits of the highest-scoring proposal per target."""
+    def best_masks(self, index: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B,T,H/4,W/4]`` mask logits of the highest-scoring proposal per target (or of the
+        proposals ``index [B,T]`` names)."""
         final = self.final
-        index = final.logits.argmax(-1)  # BxT
+        index = final.logits.argmax(-1) if index is None else index  # BxT
         b = torch.arange(index.shape[0], device=index.device)[:, None]
         return final.masks[b, index]
 

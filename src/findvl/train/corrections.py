@@ -50,13 +50,13 @@ def correction_round(
     request = InteractiveSegmentation([[VisualPrompt(examples[i].prompts[0])] for i in rows])
     with torch.no_grad():
         out = model([examples[i].image for i in rows], [request], generator=generator)
-    final = out.interactive_segmentation.final
+    task = out.interactive_segmentation
     # the first mask is chosen as at inference (eval mode adds the click agreement itself)
     weight = model.conventions.click_agreement if model.training else 0.0
     index = agreeing_choice(
-        final.logits, final.masks, request.prompts, out.canvas, out.input_sizes, weight
+        task.final.logits, task.final.masks, request.prompts, out.canvas, out.input_sizes, weight
     )
-    best = final.masks[torch.arange(index.shape[0])[:, None], index]  # BxTxhxw
+    best = task.best_masks(index)  # BxTxhxw
     result = list(examples)
     for b, i in enumerate(rows):
         ex = examples[i]
