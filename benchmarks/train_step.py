@@ -3,6 +3,7 @@
     python benchmarks/train_step.py                      # find_tiny, CPU, batch 8
     python benchmarks/train_step.py --device cuda --batch-size 16 --size 128
     python benchmarks/train_step.py --quickstart --reference --skip-joint [--threads 1]
+    python benchmarks/train_step.py --preset find_synth --quickstart --dense-masks --skip-joint
 
 Reports optimizer steps per second of the full loop (data, joint forward of all six tasks,
 losses, backward, clip, AdamW), and on one fixed batch the cost of one joint
@@ -11,7 +12,9 @@ forward(+backward) against six single-task forwards(+backwards), side by side.
 ``--quickstart`` adds the training overrides of the quickstart. ``--reference`` also trains a
 second model with the per-image reference criterion, one-tensor-at-a-time AdamW and one dense
 attention mask over the whole interface sequence (instead of its blocks), its steps
-alternating with the batched path's, so both see the same machine load; ``--profile FILE``
+alternating with the batched path's, so both see the same machine load. ``--dense-masks``
+likewise trains a model on the former mask path (every layer's dense masks formed in the
+forward, a correction round encoding its images again); ``--profile FILE``
 writes cProfile statistics of the timed steps of the batched path (top entries to stderr).
 """
 
@@ -32,7 +35,7 @@ import torch
 from findvl.data.synth.write import SynthConfig, write_synth
 from findvl.quickstart import QUICKSTART_OVERRIDES
 from findvl.train.config import train_config
-from findvl.train.criterion import build_requests
+from findvl.train.criterion import FindCriterion, build_requests
 from findvl.train.criterion_reference import ReferenceCriterion
 from findvl.train.optim import OptimizerConfig, ScheduleConfig, build_optimizer, build_scheduler
 from findvl.train.trainer import Trainer
@@ -106,6 +109,17 @@ def use_reference(trainer: Trainer) -> None:
     )
 
 
+def use_dense_masks(trainer: Trainer) -> None:
+    """Switch a fresh trainer to the former mask path: every layer's dense ``[B,Q,H,W]`` mask
+    logits formed in the forward and read by the criterion, and a correction round that
+    encodes its images again."""
+    c = trainer.config
+    trainer.criterion = FindCriterion(
+        trainer.weights, match_every_layer=c.match_every_layer, dense_masks=True
+    )
+    trainer.share_encoding = False
+
+
 def timed_steps(
     trainers: dict[str, Trainer], *, steps: int, device: str, profile: Path | None
 ) -> dict[str, float]:
@@ -144,6 +158,11 @@ def main() -> None:
     parser.add_argument("--quickstart", action="store_true", help="quickstart training overrides")
     parser.add_argument("--reference", action="store_true", help="also time the per-image path")
     parser.add_argument("--skip-joint", action="store_true", help="skip joint-vs-single timings")
+    parser.add_argument(
+        "--dense-masks",
+        action="store_true",
+        help="also time the dense-mask path (every layer's masks formed, encoding not shared)",
+    )
     parser.add_argument("--profile", type=Path, default=None, metavar="FILE")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     args = parser.parse_args()
@@ -166,6 +185,9 @@ def main() -> None:
         if args.reference:
             trainers["reference"] = Trainer(config, Path(tmp) / "ref", progress=False)
             use_reference(trainers["reference"])
+        if args.dense_masks:
+            trainers["dense"] = Trainer(config, Path(tmp) / "dense", progress=False)
+            use_dense_masks(trainers["dense"])
         rates = timed_steps(trainers, steps=args.steps, device=args.device, profile=args.profile)
         trainer = trainers["batched"]
         result = {
@@ -181,6 +203,9 @@ def main() -> None:
         if args.reference:
             result["reference_steps_per_s"] = rates["reference"]
             result["speedup"] = rates["batched"] / rates["reference"]
+        if args.dense_masks:
+            result["dense_masks_steps_per_s"] = rates["dense"]
+            result["speedup_over_dense_masks"] = rates["batched"] / rates["dense"]
         if not args.skip_joint:
             result["forward_backward"] = joint_vs_single(
                 trainer, repeats=args.repeats, backward=True

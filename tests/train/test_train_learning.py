@@ -100,7 +100,7 @@ def test_retrieval_training_separates_images_and_captions(tmp_path: Path) -> Non
         batch = examples[:8]
         out = model([e.image for e in batch], [ImageTextRetrieval([e.caption for e in batch])])
     final = out.image_text_retrieval.layers[-1]
-    assert float(infonce(final.image, final.query, model.logit_scale)) < 0.6 * math.log(8)
+    assert float(infonce(final.image, final.query, model.logit_scale).detach()) < 0.6 * math.log(8)
     assert _off_diagonal_cos(final.image) < 0.8  # different images, different embeddings
     assert _off_diagonal_cos(final.query) < 0.8
 
@@ -214,6 +214,22 @@ def test_correction_round_adds_a_click_and_the_previous_mask(tmp_path: Path) -> 
     out = trainer.model([e.image for e in corrected], request, all_layer_masks=True)
     terms = trainer.criterion(out, corrected, torch.Generator().manual_seed(0))
     assert torch.isfinite(terms["total"])
+
+
+def test_correction_round_on_the_batch_encoding_equals_its_own(tmp_path: Path) -> None:
+    """The trainer encodes a correction batch once for both passes: the round's result is
+    the one it gets encoding the images itself."""
+    trainer = _trainer(tmp_path, 8, [])
+    examples = trainer.source.batch(0, 0, 0, 1)
+    own = correction_round(trainer.model, examples, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        features = trainer.model.encode_images([ex.image for ex in examples])
+    shared = correction_round(
+        trainer.model, examples, generator=torch.Generator().manual_seed(3), features=features
+    )
+    for a, b in zip(own, shared):
+        assert torch.equal(a.prompts[0], b.prompts[0])
+        torch.testing.assert_close(a.previous, b.previous)
 
 
 def test_correction_rounds_are_a_pure_function_of_the_step() -> None:

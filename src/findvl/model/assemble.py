@@ -59,7 +59,7 @@ def generic(
         logits = cosine_logits(
             obj.semantic, table[None].expand(obj.semantic.shape[0], -1, -1), scale
         )
-        layers.append(ClassScores(obj.masks, logits))
+        layers.append(ClassScores(obj.masks, logits, obj.pixel))
     return GenericSegmentationOutput(layers, list(classes), table)
 
 
@@ -74,7 +74,11 @@ def targeted(
     """Scores ``[B,T,N]`` of each target query (slot ``queries``) against each proposal (slot
     ``proposals``) at every layer; ``valid [B,T]`` marks real targets."""
     layers = [
-        ProposalScores(layer[proposals].masks, score(layer[proposals], layer[queries]))
+        ProposalScores(
+            layer[proposals].masks,
+            score(layer[proposals], layer[queries]),
+            layer[proposals].pixel,
+        )
         for layer in out.layers
     ]
     return TargetedSegmentationOutput(layers, valid, out.final[queries].semantic, is_visual)

@@ -176,6 +176,7 @@ class FindModel(nn.Module):
         *,
         generator: torch.Generator | list[torch.Generator] | None = None,
         all_layer_masks: bool = False,
+        dense_masks: bool = True,
         image_cache: InterfaceImageCache | None = None,
     ) -> FindOutput:
         """One joint forward for any mix of tasks: the shared slots, then each task's slots in
@@ -189,6 +190,9 @@ class FindModel(nn.Module):
                 list of ``B``: one per image (grounding / interactive prompts), so a batch
                 draws what each image draws alone.
             all_layer_masks: full-resolution masks at every layer (for deep supervision).
+            dense_masks: False: no mask logits at any layer; the layers' mask embeddings and
+                ``mask_features`` are returned (their product is the masks), for a criterion
+                that reads masks only at points and on matched proposals (training).
             image_cache: :meth:`cache_image` of ``images`` (cached features): the same
                 outputs without the interface's image-side work (inference only).
         """
@@ -209,6 +213,7 @@ class FindModel(nn.Module):
             pixel=feats.pixel,
             previous_mask=previous[0] if previous else None,
             all_layer_masks=all_layer_masks,
+            dense_masks=dense_masks,
             image_cache=image_cache,
         )
         h, w = feats.batch.pixels.shape[-2:]
@@ -217,6 +222,7 @@ class FindModel(nn.Module):
             original_sizes=feats.batch.original_sizes,
             canvas=(h, w),
             logit_scale=self.logit_scale,
+            mask_features=feats.pixel.mask_features if feats.pixel is not None else None,
         )
         for name, req in by_task.items():
             setattr(result, name, TASK_TABLE[type(req)].assemble(self, out, req, built[name]))

@@ -223,6 +223,7 @@ class FindInterface(nn.Module):
         pixel: PixelFeatures | None,
         previous_mask: torch.Tensor | None = None,
         all_layer_masks: bool = False,
+        dense_masks: bool = True,
         image_cache: InterfaceImageCache | None = None,
     ) -> InterfaceOutput:
         """Run the interface.
@@ -234,6 +235,8 @@ class FindInterface(nn.Module):
             previous_mask: ``[B,H/4,W/4]`` logits of the previous round for the spatial memory.
             all_layer_masks: compute full-resolution masks at every layer (deep supervision);
                 otherwise only for the final layer.
+            dense_masks: False: no full-resolution masks at any layer (the heads' mask
+                embeddings times the mask features are the masks).
             image_cache: :meth:`image_cache` of ``pixel``; used when :meth:`usable_cache`
                 allows (same outputs, without the image-side work).
         """
@@ -258,7 +261,7 @@ class FindInterface(nn.Module):
             outputs,
             mask_features,
             level=0,
-            full_masks=all_layer_masks or self.num_layers == 0,
+            full_masks=dense_masks and (all_layer_masks or self.num_layers == 0),
         )
         layers = [preds]
         for i in range(self.num_layers):
@@ -284,7 +287,7 @@ class FindInterface(nn.Module):
                 outputs,
                 mask_features,
                 level=(i + 1) % self.num_levels,
-                full_masks=last or all_layer_masks,
+                full_masks=dense_masks and (last or all_layer_masks),
             )
             layers.append(preds)
         return InterfaceOutput(layers)

@@ -41,10 +41,13 @@ class ProposalScores:
     Attributes:
         masks: ``[B,N,H/4,W/4]`` mask logits (None for layers where they were not computed).
         logits: ``[B,T,N]`` score of proposal n for target t (phrase, prompt, entity).
+        embed: ``[B,N,M]`` mask embeddings: ``masks = embed · FindOutput.mask_features`` per
+            pixel.
     """
 
     masks: torch.Tensor | None
     logits: torch.Tensor
+    embed: torch.Tensor | None = None
 
 
 @dataclass
@@ -54,10 +57,13 @@ class ClassScores:
     Attributes:
         masks: ``[B,N,H/4,W/4]`` mask logits (None for layers where they were not computed).
         logits: ``[B,N,K+1]`` class logits per proposal (last = no object).
+        embed: ``[B,N,M]`` mask embeddings: ``masks = embed · FindOutput.mask_features`` per
+            pixel.
     """
 
     masks: torch.Tensor | None
     logits: torch.Tensor
+    embed: torch.Tensor | None = None
 
 
 @dataclass
@@ -147,6 +153,8 @@ class FindOutput:
         original_sizes: per image ``(h, w)`` as given.
         canvas: padded ``(H, W)``.
         logit_scale: the learned temperature (``exp`` is applied by users of the scores).
+        mask_features: ``[B,M,H/4,W/4]`` the pixel decoder's mask features (the factor every
+            layer's mask embeddings are multiplied with), or None without an image.
     """
 
     input_sizes: list[tuple[int, int]]
@@ -159,6 +167,7 @@ class FindOutput:
     image_text_retrieval: RetrievalOutput | None = None
     interleave_segmentation: TargetedSegmentationOutput | None = None
     interleave_retrieval: RetrievalOutput | None = None
+    mask_features: torch.Tensor | None = None
 
     def to_original(self, masks: torch.Tensor, b: int) -> torch.Tensor:
         """``[T,h,w]`` canvas logits of image ``b`` -> ``[T,H0,W0]`` float logits on that

@@ -35,13 +35,18 @@ class VisualReference:
     """A region of another image standing in for an entity of an interleaved text.
 
     Attributes:
-        image: ``[3,H,W]`` RGB (uint8 or 0..255 float) of the reference image; None means the
-            image being segmented (as in training).
+        image: ``[3,H,W]`` RGB (uint8 or 0..255 float) of the reference image; None means an
+            image of the batch itself: ``row``, or the image being segmented when ``row`` is
+            None (as FIND trains).
         prompt: the region on that image.
+        row: with ``image`` None, the batch row of the image holding the region (training:
+            a same-category segment of another image of the batch, as FIND-Bench's retrieval
+            references are).
     """
 
     image: torch.Tensor | None
     prompt: VisualPrompt
+    row: int | None = None
 
 
 @dataclass

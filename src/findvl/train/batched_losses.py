@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from findvl.train.losses import LossWeights, point_mask_losses
+from findvl.train.mask_logits import MaskLogits
 from findvl.train.matcher import BatchMatching, HungarianMatcher
 from findvl.train.point_sampling import (
     draw_candidate_points,
@@ -33,7 +34,7 @@ _CHUNK_ELEMENTS = 1 << 21
 
 def matched_mask_losses(
     matcher: HungarianMatcher,
-    masks: torch.Tensor,
+    masks: torch.Tensor | MaskLogits,
     gt_masks: torch.Tensor,
     gt_counts: Sequence[int],
     class_cost: torch.Tensor,
@@ -52,7 +53,9 @@ def matched_mask_losses(
     Args:
         matcher: the Hungarian matcher.
         masks: ``[L,B,Q,H,W]`` mask logits, layers in matching order (the first is matched
-            first; without ``every_layer`` its matching serves every layer).
+            first; without ``every_layer`` its matching serves every layer), dense or as
+            :class:`~findvl.train.mask_logits.MaskLogits` of the ``L*B`` problems (problem
+            ``layer * B + image``).
         gt_masks: ``[G,h,w]`` float targets of the ``B`` images, concatenated.
         gt_counts: ``B`` target counts (summing to ``G``).
         class_cost: ``[L'*B,Q,T]`` class term of the matched layers (``L' = L`` with
@@ -66,7 +69,10 @@ def matched_mask_losses(
         ``(matching, bce, dice)``: the matching of the ``L*B`` problems (problem
         ``layer * B + image``) and the two losses summed over layers.
     """
-    num_layers, batch, q = masks.shape[:3]
+    batch = len(gt_counts)
+    if isinstance(masks, torch.Tensor):
+        masks = MaskLogits(masks.flatten(0, 1))
+    num_layers, q = masks.num_problems // batch, masks.num_queries
     counts = np.asarray(gt_counts, dtype=np.int64)
     matched_layers = num_layers if every_layer else 1
     per_layer = int(np.minimum(counts, q).sum())  # matched pairs per layer
@@ -87,7 +93,7 @@ def matched_mask_losses(
             candidates.append(c)
             fresh.append(f)
     matching = matcher.match_many(
-        masks[:matched_layers].flatten(0, 1),
+        masks.head(matched_layers * batch),
         gt_masks if matched_layers == 1 else gt_masks.repeat(matched_layers, 1, 1),
         np.tile(counts, matched_layers),
         class_cost,
@@ -100,12 +106,12 @@ def matched_mask_losses(
             tgt_idx=np.tile(matching.tgt_idx, num_layers),
         )
     if not per_layer:
-        zero = masks.sum() * 0.0
+        zero = masks.zero()
         return matching, zero, zero.clone()
     offsets = np.cumsum(counts) - counts
     pred_index = torch.as_tensor(matching.problem * q + matching.pred_idx, device=masks.device)
     gt_index = torch.as_tensor(offsets[matching.problem % batch] + matching.tgt_idx)
-    pred = masks.flatten(0, 2)[pred_index]  # LBQxHxW -> MxHxW (M = L * per_layer)
+    pred = masks.rows(pred_index)  # MxHxW (M = L * per_layer)
     gt = gt_masks[gt_index.to(gt_masks.device)]
     num_uncertain = int(weights.importance_sample_ratio * weights.num_points)
     step = max(1, _CHUNK_ELEMENTS // candidates[0].numel())  # layers per selection block

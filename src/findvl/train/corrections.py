@@ -23,6 +23,7 @@ from findvl.data.training import TrainExample
 from findvl.model.agreement import agreeing_choice
 from findvl.model.find import FindModel
 from findvl.model.requests import InteractiveSegmentation, VisualPrompt
+from findvl.model.sequence_types import ImageFeatures
 
 
 def correction_round(
@@ -31,6 +32,7 @@ def correction_round(
     *,
     generator: torch.Generator | None = None,
     radius: float = 3.0,
+    features: ImageFeatures | None = None,
 ) -> list[TrainExample]:
     """Examples whose interactive target is the first prompt plus one correction click.
 
@@ -39,6 +41,8 @@ def correction_round(
         examples: a batch; images without prompts are returned unchanged.
         generator: random source of the pass's prompt points.
         radius: click disk radius in pixels (as the evaluation's click simulator).
+        features: the batch's images as the model encodes them (all examples, in order):
+            the pass reuses them when every example has a prompt, instead of encoding again.
 
     Returns:
         new examples with ``prompts = [first prompt]``, ``prompt_negatives = [negative clicks]``,
@@ -48,8 +52,11 @@ def correction_round(
     if not rows:
         return examples
     request = InteractiveSegmentation([[VisualPrompt(examples[i].prompts[0])] for i in rows])
+    images = features if features is not None and len(rows) == len(examples) else None
     with torch.no_grad():
-        out = model([examples[i].image for i in rows], [request], generator=generator)
+        if images is None:
+            images = [examples[i].image for i in rows]
+        out = model(images, [request], generator=generator)
     task = out.interactive_segmentation
     # the first mask is chosen as at inference (eval mode adds the click agreement itself)
     weight = model.conventions.click_agreement if model.training else 0.0

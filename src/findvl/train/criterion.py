@@ -34,6 +34,7 @@ from findvl.train.batched_losses import (
     weighted_proposal_ce,
 )
 from findvl.train.losses import LossWeights, infonce, mask_losses, token_infonce
+from findvl.train.mask_logits import MaskLogits
 from findvl.train.matcher import HungarianMatcher, panoptic_class_costs, proposal_class_cost
 
 #: The targeted segmentation tasks: the name of their loss terms (``NAME_ce``, ``NAME_bce``,
@@ -66,8 +67,64 @@ def build_requests(examples: list[TrainExample], class_names: list[str]) -> list
             )
             for ex in examples
         ]
-        requests += [InterleaveSegmentation(texts), InterleaveRetrieval(texts)]
+        requests += [
+            InterleaveSegmentation(texts),
+            InterleaveRetrieval(cross_image_references(examples)),
+        ]
     return requests
+
+
+def cross_image_references(examples: list[TrainExample]) -> list[InterleavedText]:
+    """The entity captions for interleave retrieval: each visual entity's region is the full
+    mask of a segment of the same category in *another* image of the batch, the one closest
+    in mean colour, as FIND-Bench's retrieval references are the nearest same-class segment
+    of another image (:mod:`findvl.data.engine.references`). An entity with no such segment in
+    the batch stays text.
+
+    A region of the image itself (FIND's training stroke) would put the positive image's own
+    features into its query: the contrastive term is then solved by matching them, which no
+    evaluation query (its regions come from other images) allows.
+    """
+    colours = [_segment_colours(ex) for ex in examples]
+    texts = []
+    for b, ex in enumerate(examples):
+        entities = []
+        for (start, end), seg, stroke in zip(
+            ex.entity_spans, ex.entity_segments, ex.entity_strokes
+        ):
+            ref = None
+            if stroke is not None:
+                found = _nearest_same_category(examples, colours, b, seg)
+                if found is not None:
+                    row, other = found
+                    ref = VisualReference(None, VisualPrompt(examples[row].masks[other]), row=row)
+            entities.append(Entity(start, end, ref))
+        texts.append(InterleavedText(ex.entity_text, entities))
+    return texts
+
+
+def _segment_colours(ex: TrainExample) -> torch.Tensor:
+    """``[N,3]`` mean RGB of each segment."""
+    masks = ex.masks.flatten(1).float()  # NxHW
+    pixels = ex.image.flatten(1).float()  # 3xHW
+    return (masks @ pixels.T) / masks.sum(1, keepdim=True).clamp(min=1.0)
+
+
+def _nearest_same_category(
+    examples: list[TrainExample], colours: list[torch.Tensor], b: int, seg: int
+) -> tuple[int, int] | None:
+    """``(row, segment)`` of the segment of ``seg``'s category in another image whose mean
+    colour is closest (ties: the first row after ``b``, cyclically)."""
+    category, colour = int(examples[b].classes[seg]), colours[b][seg]
+    best, best_distance = None, float("inf")
+    n = len(examples)
+    for step in range(1, n):
+        row = (b + step) % n
+        for other in torch.nonzero(examples[row].classes == category)[:, 0].tolist():
+            distance = float((colours[row][other] - colour).square().sum())
+            if distance < best_distance:
+                best, best_distance = (row, other), distance
+    return best
 
 
 def _interactive(examples: list[TrainExample]) -> InteractiveSegmentation:
@@ -134,6 +191,20 @@ def iou_choice_targets(
     return (iou / temperature).softmax(-1)
 
 
+def layer_masks(layers: list, features: torch.Tensor | None) -> MaskLogits:
+    """The mask logits of a task's layers as ``L*B`` problems (problem ``layer * B +
+    image``): dense where every layer has its masks (``all_layer_masks``), else as factors of
+    the layers' mask embeddings and the output's ``mask_features`` (``dense_masks=False``)."""
+    if all(layer.masks is not None for layer in layers):
+        return MaskLogits(torch.stack([layer.masks for layer in layers]).flatten(0, 1))
+    if features is None or any(layer.embed is None for layer in layers):
+        raise ValueError(
+            "the criterion needs every layer's masks: run the model with all_layer_masks=True "
+            "or dense_masks=False"
+        )
+    return MaskLogits.layered(torch.stack([layer.embed for layer in layers]), features)
+
+
 class FindCriterion:
     """Weighted losses of a joint forward.
 
@@ -141,11 +212,18 @@ class FindCriterion:
         weights: every loss weight (official defaults).
         match_every_layer: redo the Hungarian matching at every layer (official); otherwise
             match once on the final layer and reuse it for the auxiliary layers (faster).
+        dense_masks: whether the forward it reads forms every layer's dense mask logits
+            (``all_layer_masks``); by default it forms none (``dense_masks=False``) and the
+            criterion reads the masks from their factors (:mod:`findvl.train.mask_logits`):
+            the same losses, without the ``[L,B,Q,H,W]`` products.
     """
 
-    def __init__(self, weights: LossWeights, *, match_every_layer: bool = True) -> None:
+    def __init__(
+        self, weights: LossWeights, *, match_every_layer: bool = True, dense_masks: bool = False
+    ) -> None:
         self.w = weights
         self.match_every_layer = match_every_layer
+        self.dense_masks = dense_masks
         self.matcher = HungarianMatcher(
             cost_mask=weights.mask_bce,
             cost_class=weights.class_ce,
@@ -183,7 +261,11 @@ class FindCriterion:
         for task, (name, field) in TARGETED_TASKS.items():
             task_out = getattr(out, task)
             if task_out is not None:
-                terms.update(self._targeted(name, task_out, examples, gts, field, generator))
+                terms.update(
+                    self._targeted(
+                        name, task_out, out.mask_features, examples, gts, field, generator
+                    )
+                )
         # The initial predictions (layer 0) come from the learned queries alone, the same for
         # every input: their InfoNCE is ln(B) whatever the weights, with no gradient. They are
         # left out, so the retrieval terms fall to 0 when the embeddings separate the batch.
@@ -211,7 +293,7 @@ class FindCriterion:
         task = out.generic_segmentation
         layers = task.layers[::-1]  # final layer first: it is matched first
         logits = torch.stack([layer.logits for layer in layers])  # LxBxQxK+1
-        masks = torch.stack([layer.masks for layer in layers])  # LxBxQxHxW
+        masks = layer_masks(layers, out.mask_features)  # L*B problems of Q masks
         classes = [ex.classes for ex in examples]
         matched = logits if self.match_every_layer else logits[:1]  # L'xBxQxK+1
         cost = panoptic_class_costs(matched.detach().flatten(0, 1), classes * matched.shape[0])
@@ -237,14 +319,16 @@ class FindCriterion:
         )
         return {"class_ce": ce, "mask_bce": bce, "mask_dice": dice}
 
-    def _targeted(self, name, task: TargetedSegmentationOutput, examples, gts, field, generator):
+    def _targeted(
+        self, name, task: TargetedSegmentationOutput, features, examples, gts, field, generator
+    ):
         layers = task.layers[::-1]  # final layer first: it is matched first
         logits = torch.stack([layer.logits for layer in layers])  # LxBxTxN
-        masks = torch.stack([layer.masks for layer in layers])  # LxBxNxHxW
+        masks = layer_masks(layers, features)  # L*B problems of N masks
         segments = [np.asarray(getattr(ex, field), dtype=np.int64) for ex in examples]
         sizes = np.array([g.shape[0] for g in gts], dtype=np.int64)
         picks = np.concatenate([s + o for s, o in zip(segments, np.cumsum(sizes) - sizes)])
-        targets = torch.cat(gts)[torch.as_tensor(picks, device=masks.device)]  # GxHxW
+        targets = torch.cat(gts)[torch.as_tensor(picks, device=logits.device)]  # GxHxW
         matched = logits if self.match_every_layer else logits[:1]
         cost = proposal_class_cost(matched.detach().flatten(0, 1).transpose(1, 2))  # L'BxNxT
         counts = [len(s) for s in segments]
@@ -276,8 +360,9 @@ class FindCriterion:
         )
         device = logits.device
         if self.w.choice_iou_temperature > 0:
+            dense = masks.detached_dense().unflatten(0, logits.shape[:2])  # LxBxNxHxW
             dist = iou_choice_targets(
-                masks.detach(), targets, counts, logits.shape[2], self.w.choice_iou_temperature
+                dense, targets, counts, logits.shape[2], self.w.choice_iou_temperature
             ).flatten(0, 2)[rows.to(device)]
         ce = weighted_proposal_ce(
             logits.flatten(0, 2)[rows.to(device)], dist.to(device), row_weights.to(device)

@@ -22,7 +22,11 @@ from findvl.train.matcher import panoptic_class_cost, proposal_class_cost
 
 
 class ReferenceCriterion(FindCriterion):
-    """:class:`FindCriterion` with its matching and segmentation losses looped per image."""
+    """:class:`FindCriterion` with its matching and segmentation losses looped per image
+    (on dense masks of every layer)."""
+
+    def __init__(self, weights, *, match_every_layer: bool = True) -> None:
+        super().__init__(weights, match_every_layer=match_every_layer, dense_masks=True)
 
     def _panoptic(self, out, examples, gts, generator):
         task = out.generic_segmentation
@@ -51,7 +55,9 @@ class ReferenceCriterion(FindCriterion):
             bce, dice = bce + lb, dice + ld
         return {"class_ce": ce, "mask_bce": bce, "mask_dice": dice}
 
-    def _targeted(self, name, task: TargetedSegmentationOutput, examples, gts, field, generator):
+    def _targeted(
+        self, name, task: TargetedSegmentationOutput, features, examples, gts, field, generator
+    ):
         ce = bce = dice = 0.0
         cache: dict[int, object] = {}
         for layer in reversed(task.layers):

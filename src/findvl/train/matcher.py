@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
+from findvl.train.mask_logits import MaskLogits
 from findvl.train.point_sampling import point_sample, random_point_coords
 
 
@@ -262,7 +263,7 @@ class HungarianMatcher:
     @torch.no_grad()
     def match_many(
         self,
-        pred_masks: torch.Tensor,
+        pred_masks: torch.Tensor | MaskLogits,
         gt_masks: torch.Tensor,
         gt_counts: Sequence[int],
         class_cost: torch.Tensor | None = None,
@@ -277,7 +278,7 @@ class HungarianMatcher:
         without targets draw none); only the float summation order of the costs differs.
 
         Args:
-            pred_masks: ``[n,Q,H,W]`` mask logits.
+            pred_masks: ``[n,Q,H,W]`` mask logits, dense or as :class:`MaskLogits`.
             gt_masks: ``[G,h,w]`` targets of all problems, concatenated in problem order.
             gt_counts: ``n`` target counts (summing to ``G``; 0 allowed).
             class_cost: ``[n,Q,T]`` class term padded to ``T >= max(gt_counts)`` (columns past
@@ -286,12 +287,16 @@ class HungarianMatcher:
                 with ``generator`` when ``None``.
             generator: random generator for the sampled points.
         """
-        n, q = pred_masks.shape[:2]
+        if isinstance(pred_masks, torch.Tensor):
+            if pred_masks.dim() != 4:
+                raise ValueError(f"pred_masks must be [n,Q,H,W], got {tuple(pred_masks.shape)}")
+            pred_masks = MaskLogits(pred_masks)
+        n, q = pred_masks.num_problems, pred_masks.num_queries
         counts = np.asarray(gt_counts, dtype=np.int64)
-        if pred_masks.dim() != 4 or gt_masks.dim() != 3 or len(counts) != n:
+        if gt_masks.dim() != 3 or len(counts) != n:
             raise ValueError(
-                f"pred_masks must be [n,Q,H,W], gt_masks [G,h,w] and gt_counts n long, got "
-                f"{tuple(pred_masks.shape)}, {tuple(gt_masks.shape)} and {len(counts)} counts"
+                f"gt_masks must be [G,h,w] and gt_counts {n} long, got "
+                f"{tuple(gt_masks.shape)} and {len(counts)} counts"
             )
         if int(counts.sum()) != gt_masks.shape[0]:
             raise ValueError(f"gt_counts sum to {counts.sum()}, gt_masks has {gt_masks.shape[0]}")
@@ -316,7 +321,7 @@ class HungarianMatcher:
             stop = min(start + chunk, len(active))
             sizes = counts[active[start:stop]]
             part = self._batched_cost(
-                pred_masks[index[start:stop]],
+                pred_masks.at_points(index[start:stop], coords[start:stop]),
                 gt_masks[first : first + int(sizes.sum())],
                 sizes,
                 None if class_cost is None else class_cost[start:stop, :, : int(sizes.max())],
@@ -339,16 +344,17 @@ class HungarianMatcher:
 
     def _batched_cost(
         self,
-        pred_masks: torch.Tensor,
+        pred_points: torch.Tensor,
         gt_masks: torch.Tensor,
         counts: np.ndarray,
         class_cost: torch.Tensor | None,
         coords: torch.Tensor,
     ) -> torch.Tensor:
-        """``[a,Q,T]`` total cost of ``a`` problems that all have targets (``T = max count``)."""
-        a, width = pred_masks.shape[0], int(counts.max())
-        rows, cols = (torch.as_tensor(x, device=pred_masks.device) for x in _pair_index(counts))
-        pred_points = point_sample(pred_masks.float(), coords)  # axQxP
+        """``[a,Q,T]`` total cost of ``a`` problems that all have targets (``T = max count``),
+        from their ``[a,Q,P]`` mask logits at ``coords [a,P,2]``."""
+        a, width = pred_points.shape[0], int(counts.max())
+        device = pred_points.device
+        rows, cols = (torch.as_tensor(x, device=device) for x in _pair_index(counts))
         gt_points = point_sample(gt_masks[:, None].to(pred_points), coords[rows])[:, 0]  # GxP
         labels = pred_points.new_zeros(a, width, coords.shape[1])
         labels[rows, cols] = gt_points  # axTxP, zero past each problem's count
@@ -358,9 +364,9 @@ class HungarianMatcher:
         }
         if class_cost is not None:
             terms["class"] = self.cost_class * class_cost.float()
-        valid = torch.arange(width, device=pred_masks.device) < torch.as_tensor(
-            counts, device=pred_masks.device
-        ).reshape(a, 1)  # axT
+        valid = torch.arange(width, device=device) < torch.as_tensor(counts, device=device).reshape(
+            a, 1
+        )  # axT
         total = sum(terms.values()).masked_fill(~valid[:, None, :], 0.0)
         if not torch.isfinite(total).all():
             for name, term in terms.items():

@@ -86,6 +86,9 @@ class Trainer:
         self.model: FindModel = build_model(config.model).to(config.device)
         self.weights = LossWeights.from_dict(dict(config.loss))
         self.criterion = FindCriterion(self.weights, match_every_layer=config.match_every_layer)
+        # a correction round and the training forward share one encoding of the batch
+        # (single process, no autocast); False encodes twice (benchmarks/train_step.py)
+        self.share_encoding = True
         o = config.optim
         self.optimizer = build_optimizer(
             self.model,
@@ -186,26 +189,32 @@ class Trainer:
                 if batches is not None
                 else self.source.batch(self.step, micro, self.rank, self.world)
             )
+            images = [ex.image for ex in examples]
+            autocast = c.amp and c.device.startswith("cuda")
             if wants_correction(c.seed, self.step, micro, c.data.correction_prob):
+                if self.share_encoding and self.wrapped is self.model and not autocast:
+                    images = self.model.encode_images(images)
                 examples = correction_round(
                     self.model,
                     examples,
                     generator=_generator(c.seed, self.step, micro, self.rank, 2),
+                    features=images if not isinstance(images, list) else None,
                 )
             requests = build_requests(examples, self.vocab.names)
             if self.world > 1:
                 requests = _common_requests(requests, self.info.device)
             amp = (
                 torch.autocast("cuda", dtype=torch.bfloat16)
-                if c.amp and c.device.startswith("cuda")
+                if autocast
                 else contextlib.nullcontext()
             )
             with amp:
                 out = self.wrapped(
-                    [ex.image for ex in examples],
+                    images,
                     requests,
                     generator=_generator(c.seed, self.step, micro, self.rank, 0),
-                    all_layer_masks=True,
+                    all_layer_masks=self.criterion.dense_masks,
+                    dense_masks=self.criterion.dense_masks,
                 )
                 terms = self.criterion(
                     out, examples, _generator(c.seed, self.step, micro, self.rank, 1)

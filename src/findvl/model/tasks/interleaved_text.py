@@ -28,7 +28,7 @@ def text_and_reference_slots(
         model.interface,
         f"{task}/t.spatial",
         items,
-        _reference_resolver(model, items, context.features),
+        _reference_resolver(model, items, context.features, task),
         sampling=model.point_sampling(),
         generator=context.generator,
         field=f"{task}.texts",
@@ -39,9 +39,10 @@ def text_and_reference_slots(
 
 
 def _reference_resolver(
-    model: TaskModel, items: list[InterleavedText], feats: ImageFeatures
+    model: TaskModel, items: list[InterleavedText], feats: ImageFeatures, task: str
 ) -> Callable[[int, int], tuple[SpatialSource, int]]:
-    """Encode every reference image once; map (image b, entity e) to its source row."""
+    """Encode every reference image once; map (image b, entity e) to its source row (a
+    reference image's, a batch row's, or image b's own)."""
     others = [
         (b, e, ent.reference.image)
         for b, item in enumerate(items)
@@ -53,4 +54,16 @@ def _reference_resolver(
         ref_source = model.encode_images([img for _, _, img in others]).source()
         table = {(b, e): (ref_source, row) for row, (b, e, _) in enumerate(others)}
     own = feats.source()
+    batch = len(items)
+    for b, item in enumerate(items):
+        for e, ent in enumerate(item.entities):
+            ref = ent.reference
+            if ref is None or ref.image is not None or ref.row is None:
+                continue
+            if not 0 <= ref.row < batch:
+                raise ValueError(
+                    f"{task}.texts[{b}].entities[{e}].reference.row: {ref.row} is not a row of the "
+                    f"batch of {batch} images"
+                )
+            table[(b, e)] = (own, ref.row)
     return lambda b, e: table.get((b, e), (own, b))
