@@ -111,22 +111,21 @@ def test_criterion_needs_masks_or_their_factors():
 
 def test_a_training_step_equals_the_dense_unshared_step(tmp_path):
     """A step with a correction round: factored masks and one shared encoding give the losses
-    and weights of dense masks and two encodings."""
+    and gradients of dense masks and two encodings."""
     data = tmp_path / "data"
     write_synth(SynthConfig(out=data, images=4, seed=0, size=64), progress=False)
     overrides = [f'data.root="{data}"', 'loss={"num_points": 64}', "data.correction_prob=1.0"]
     config = train_config("find_tiny", overrides, steps=1, batch_size=4)
     results = []
     for dense in (True, False):
-        torch.manual_seed(0)
         trainer = Trainer(config, tmp_path / f"run{dense}", progress=False)
         if dense:
             trainer.criterion = FindCriterion(trainer.weights, dense_masks=True)
             trainer.share_encoding = False
-        results.append(
-            (trainer.train_step(), torch.cat([p.flatten() for p in trainer.model.parameters()]))
-        )
-    (ref, ref_weights), (got, got_weights) = results
+        terms = trainer.train_step()
+        grads = [p.grad for p in trainer.model.parameters() if p.grad is not None]
+        results.append((terms, torch.cat([g.flatten() for g in grads])))
+    (ref, ref_grads), (got, got_grads) = results
     for name in ref:
         assert got[name] == pytest.approx(ref[name], rel=1e-5, abs=1e-5), name
-    torch.testing.assert_close(got_weights, ref_weights, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(got_grads, ref_grads, atol=1e-6, rtol=1e-4)
