@@ -2,10 +2,11 @@
 
 import pytest
 import torch
+from criterion_checks import assert_same_terms_and_grads, tiny_batch
 
 from findvl.data.synth.write import SynthConfig, write_synth
 from findvl.train.config import train_config
-from findvl.train.criterion import FindCriterion, build_requests, layer_masks
+from findvl.train.criterion import FindCriterion, layer_masks
 from findvl.train.mask_logits import MaskLogits, sample_by_image
 from findvl.train.point_sampling import point_sample
 from findvl.train.trainer import Trainer
@@ -69,13 +70,8 @@ def test_mask_logits_reject_a_half_given_form():
 def test_criterion_on_factored_masks_equals_dense_masks(tmp_path, every_layer):
     """The training forward forms no dense masks; its losses and gradients are those of the
     dense masks of every layer."""
-    data = tmp_path / "data"
-    write_synth(SynthConfig(out=data, images=4, seed=0, size=64), progress=False)
     loss = '{"num_points": 96, "match_points": 64, "choice_iou_temperature": 0.2}'
-    config = train_config("find_tiny", [f'data.root="{data}"', f"loss={loss}"], steps=1)
-    trainer = Trainer(config, tmp_path / "run", progress=False)
-    examples = trainer.source.batch(0, 0, 0, 1)
-    requests = build_requests(examples, trainer.vocab.names)
+    trainer, examples, requests = tiny_batch(tmp_path, loss)
     params = [p for p in trainer.model.parameters() if p.requires_grad]
     criterion = FindCriterion(trainer.weights, match_every_layer=every_layer)
     results = []
@@ -92,14 +88,7 @@ def test_criterion_on_factored_masks_equals_dense_masks(tmp_path, every_layer):
         terms = criterion(out, examples, torch.Generator().manual_seed(1))
         grads = torch.autograd.grad(terms["total"], params, allow_unused=True)
         results.append((terms, grads))
-    (ref, ref_grads), (got, got_grads) = results
-    assert len(ref) > 10 and sorted(ref) == sorted(got)
-    for name in ref:
-        torch.testing.assert_close(got[name], ref[name], atol=1e-5, rtol=1e-5, msg=name)
-    for a, b in zip(got_grads, ref_grads):
-        assert (a is None) == (b is None)
-        if a is not None:
-            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    assert_same_terms_and_grads(*results, grad_rtol=1e-4)
 
 
 def test_criterion_needs_masks_or_their_factors():

@@ -4,8 +4,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from criterion_checks import assert_same_terms_and_grads, tiny_batch
 
-from findvl.data.synth.write import SynthConfig, write_synth
 from findvl.model.outputs import (
     ClassScores,
     FindOutput,
@@ -13,8 +13,7 @@ from findvl.model.outputs import (
     ProposalScores,
     TargetedSegmentationOutput,
 )
-from findvl.train.config import train_config
-from findvl.train.criterion import FindCriterion, build_requests
+from findvl.train.criterion import FindCriterion
 from findvl.train.criterion_reference import ReferenceCriterion
 from findvl.train.losses import LossWeights
 from findvl.train.matcher import (
@@ -28,7 +27,6 @@ from findvl.train.point_sampling import (
     select_uncertain_points,
     uncertain_point_coords,
 )
-from findvl.train.trainer import Trainer
 
 Q, K, LAYERS, CANVAS = 6, 5, 3, (32, 32)
 
@@ -174,14 +172,7 @@ def test_batched_criterion_equals_per_image_reference(every_layer, seed):
 
 
 def test_batched_criterion_equals_reference_on_the_tiny_model(tmp_path):
-    data = tmp_path / "data"
-    write_synth(SynthConfig(out=data, images=4, seed=0, size=64), progress=False)
-    config = train_config(
-        "find_tiny", [f'data.root="{data}"', 'loss={"num_points": 128}'], steps=1, batch_size=4
-    )
-    trainer = Trainer(config, tmp_path / "run", progress=False)
-    examples = trainer.source.batch(0, 0, 0, 1)
-    requests = build_requests(examples, trainer.vocab.names)
+    trainer, examples, requests = tiny_batch(tmp_path, '{"num_points": 128}')
     out = trainer.model(
         [ex.image for ex in examples],
         requests,
@@ -195,11 +186,4 @@ def test_batched_criterion_equals_reference_on_the_tiny_model(tmp_path):
         terms = criterion(out, examples, torch.Generator().manual_seed(1))
         grads = torch.autograd.grad(terms["total"], params, retain_graph=True, allow_unused=True)
         results.append((terms, grads))
-    (ref, ref_grads), (got, got_grads) = results
-    assert len(ref) > 10 and sorted(ref) == sorted(got)  # every segmentation term is there
-    for name in ref:
-        torch.testing.assert_close(got[name], ref[name], atol=1e-5, rtol=1e-5, msg=name)
-    for a, b in zip(got_grads, ref_grads):
-        assert (a is None) == (b is None)
-        if a is not None:
-            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert_same_terms_and_grads(*results, grad_rtol=1e-5)  # every segmentation term is there

@@ -52,10 +52,9 @@ def correction_round(
     if not rows:
         return examples
     request = InteractiveSegmentation([[VisualPrompt(examples[i].prompts[0])] for i in rows])
-    images = features if features is not None and len(rows) == len(examples) else None
+    shared = features is not None and len(rows) == len(examples)
+    images = features if shared else [examples[i].image for i in rows]
     with torch.no_grad():
-        if images is None:
-            images = [examples[i].image for i in rows]
         out = model(images, [request], generator=generator)
     task = out.interactive_segmentation
     # the first mask is chosen as at inference (eval mode adds the click agreement itself)

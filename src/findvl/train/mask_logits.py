@@ -110,8 +110,8 @@ class MaskLogits:
         """``[n,Q,H,W]`` logits without gradient."""
         if self.dense is not None:
             return self.dense.detach()
-        feats = self.features.detach()[self.image]  # nxMxHxW
-        return torch.einsum("nqm,nmhw->nqhw", self.embed.detach(), feats)
+        n, q = self.num_problems, self.num_queries
+        return self.rows(torch.arange(n * q, device=self.device)).reshape(n, q, *self.size)
 
 
 def sample_by_image(

@@ -189,16 +189,17 @@ class Trainer:
                 if batches is not None
                 else self.source.batch(self.step, micro, self.rank, self.world)
             )
-            images = [ex.image for ex in examples]
+            images = [ex.image for ex in examples]  # or their encoding, shared below
             autocast = c.amp and c.device.startswith("cuda")
             if wants_correction(c.seed, self.step, micro, c.data.correction_prob):
+                features = None
                 if self.share_encoding and self.wrapped is self.model and not autocast:
-                    images = self.model.encode_images(images)
+                    images = features = self.model.encode_images(images)
                 examples = correction_round(
                     self.model,
                     examples,
                     generator=_generator(c.seed, self.step, micro, self.rank, 2),
-                    features=images if not isinstance(images, list) else None,
+                    features=features,
                 )
             requests = build_requests(examples, self.vocab.names)
             if self.world > 1:
