@@ -13,7 +13,12 @@ class table cached per vocabulary, the image side computed inside the forward. T
 is the predictor on a cached image: class tables cached per vocabulary, and the image side
 (spatial-token maps, every layer's key/value projections of its image level, positional terms,
 mask features) computed once per image (``image side once``, reported apart) and reused by
-every prompt. Runs alternate between the paths so all see the same machine load; medians are
+every prompt. The *answer* path is the fast path as the predictor runs it: the forward keeps
+the masks' two factors (mask embeddings and mask features) and forms only the masks the call
+returns, one per target (grounding phrase, click, entity; the last layer's stride-4 masks of the
+other proposals are never formed) and, for generic segmentation, those of the
+:data:`GENERIC_KEPT` best proposals; its masks are compared with the fast path's same masks.
+Runs alternate between the paths so all see the same machine load; medians are
 reported, with the largest absolute and relative (``max|a-b| / max|b|``) difference between
 the fast and reference outputs. Both are the same computation in another order; at FIND-T
 size with random weights a rounding difference of one mask logit near the attention threshold
@@ -75,6 +80,11 @@ CLASSES = [f"category number {i}" for i in range(133)]
 PHRASES = ["the red car on the left", "a person holding an umbrella", "the sky"]
 CAPTION = "a photo of a street"
 CONFIG_OFFICIAL = "focalt_unicl_lang"
+
+
+#: Proposals whose masks the *answer* path forms for generic segmentation (random weights pass
+#: no object threshold; a COCO image's panoptic result holds about 10 to 30 segments).
+GENERIC_KEPT = 20
 
 
 def build(preset: str) -> torch.nn.Module:
@@ -177,9 +187,17 @@ def compare(model, feats, cache, reqs, repeats: int, official=None, name: str = 
             model.class_tables.clear()
         generator = torch.Generator().manual_seed(0)
         start = time.perf_counter()
-        fast = path == "fast"
-        inputs = feats if fast else reference_features(model, feats)
-        out = model(inputs, reqs, generator=generator, image_cache=cache if fast else None)
+        cached = path in ("fast", "answer")
+        inputs = feats if cached else reference_features(model, feats)
+        out = model(
+            inputs,
+            reqs,
+            generator=generator,
+            dense_masks=path != "answer",
+            image_cache=cache if cached else None,
+        )
+        if path == "answer":
+            answer_masks(out)
         return time.perf_counter() - start, out
 
     def run_official():
@@ -188,12 +206,14 @@ def compare(model, feats, cache, reqs, repeats: int, official=None, name: str = 
         out = official()
         return time.perf_counter() - start, out
 
-    paths = ("reference", "fresh", "fast")
+    paths = ("reference", "fresh", "fast", "answer")
     times: dict[str, list[float]] = {p: [] for p in (*paths, "official")}
     with torch.no_grad():
         _, ref_out = run("reference")  # warm-up, and the outputs compared
         _, fast_out = run("fast")
+        _, answer_out = run("answer")
         fast_gflop = count_gflop(lambda: run("fast"), model)
+        answer_gflop = count_gflop(lambda: run("answer"), model)
         off_out = run_official()[1] if official else None
         for _ in range(repeats):
             for path in paths:
@@ -204,14 +224,34 @@ def compare(model, feats, cache, reqs, repeats: int, official=None, name: str = 
     diff, rel = _differences(pairs)
     result = {f"{k}_ms": 1000 * statistics.median(v) for k, v in times.items() if v}
     result["speedup"] = result["reference_ms"] / result["fast_ms"]
-    result["fast_gflop"] = fast_gflop
+    result["fast_gflop"], result["answer_gflop"] = fast_gflop, answer_gflop
     result["max_abs_diff"], result["max_rel_diff"] = diff, rel
+    pairs = list(zip(answer_masks(answer_out), answer_masks(fast_out)))
+    result["answer_max_abs"], result["answer_max_rel"] = _differences(pairs)
     if official:
         result["official_speedup"] = result["official_ms"] / result["fast_ms"]
         result["official_fresh_speedup"] = result["official_ms"] / result["fresh_ms"]
         pairs = pairs_with_official(name, fast_out, off_out)
         result["official_max_abs"], result["official_max_rel"] = _differences(pairs)
     return result
+
+
+def answer_masks(out) -> list[torch.Tensor]:
+    """The masks a predictor call returns, formed from a forward that kept their factors: one
+    per target (the best proposal), and for generic segmentation those of the
+    :data:`GENERIC_KEPT` best-scoring proposals."""
+    masks = []
+    generic = out.generic_segmentation
+    if generic is not None:
+        scores = generic.final.logits[0].softmax(-1)[:, :-1].max(-1).values
+        masks.append(
+            generic.final.image_masks(0, scores.topk(min(GENERIC_KEPT, len(scores))).indices)
+        )
+    for name in ("grounded_segmentation", "interactive_segmentation", "interleave_segmentation"):
+        task = getattr(out, name)
+        if task is not None:
+            masks.append(task.best_masks())
+    return masks
 
 
 def official_calls(side, name: str, reqs) -> object:
@@ -232,22 +272,25 @@ def print_table(results: dict) -> None:
     official = results.get("official") is not None
     head = "| canvas | request |" + (" official ms |" if official else "")
     head += " reference ms | new image ms | fast ms | fast GFLOP | fast floor ms |"
-    head += " reference / fast |"
+    head += " answer ms | answer GFLOP | answer floor ms | reference / fast |"
     head += " official / new image | official / fast | fast vs official |" if official else ""
-    print(f"\n{head} fast vs reference |\n" + "|---" * (head.count("|") + 0) + "|")
+    head += " fast vs reference | answer vs fast |"
+    print(f"\n{head}\n" + "|---" * (head.count("|") - 1) + "|")
     for size, row in results["sizes"].items():
         for name, r in row.items():
             if not isinstance(r, dict):
                 continue
             line = f"| {size}² | {name} |" + (f" {r['official_ms']:.0f} |" if official else "")
             line += f" {r['reference_ms']:.0f} | {r['fresh_ms']:.0f} | {r['fast_ms']:.0f} |"
-            floor = 1000 * r["fast_gflop"] / results["machine"]["matmul_gflops"]
-            line += f" {r['fast_gflop']:.1f} | {floor:.0f} |"
+            rate = results["machine"]["matmul_gflops"]
+            line += f" {r['fast_gflop']:.1f} | {1000 * r['fast_gflop'] / rate:.0f} |"
+            line += f" {r['answer_ms']:.0f} | {r['answer_gflop']:.1f} |"
+            line += f" {1000 * r['answer_gflop'] / rate:.0f} |"
             line += f" {r['speedup']:.2f}× |"
             if official:
                 line += f" {r['official_fresh_speedup']:.2f}× | {r['official_speedup']:.2f}× |"
                 line += f" {_diff(r, 'official_max')} |"
-            print(f"{line} {_diff(r, 'max')} |")
+            print(f"{line} {_diff(r, 'max')} | {_diff(r, 'answer_max')} |")
         encoder = "pixel decoder (fixed backbone features)" if official else "image encoder"
         print(
             f"\n{size}²: {encoder} {row['encode_ms']:.0f} ms, image side once "

@@ -31,10 +31,9 @@ def test_every_metric_has_one_name_and_a_task_of_the_model():
     assert {m.task for m in METRICS} == set(TASKS)
     # AP50 is COCO's box / mask AP only; the share of entities with IoU >= 0.5 is P@0.5
     assert {m.section for m in METRICS if m.name == "AP50"} == {"instance", "instance_bbox"}
+    masks = ("grounding", "interleave_segmentation", "interleave_grounding_long")
     assert {m.section for m in METRICS if m.name == "P@0.5"} == {
-        "grounding",
-        "interleave_segmentation",
-        "interleave_grounding_long",
+        f"{task}{part}" for task in masks for part in ("", ".things", ".stuff")
     }
     assert not any("spatial" in m.key or "spatial" in m.task for m in METRICS)
 

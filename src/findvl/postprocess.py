@@ -35,6 +35,14 @@ class PanopticResult:
     segments: list[dict]
 
 
+def kept_objects(class_logits: torch.Tensor, object_threshold: float) -> torch.Tensor:
+    """``[N]`` bool: the proposals panoptic inference keeps (a class other than "no object"
+    with probability above ``object_threshold``); it reads no mask of the others, so a caller
+    may form only these proposals' masks and pass their rows alone."""
+    scores, labels = class_logits.softmax(-1).max(-1)
+    return (labels != class_logits.shape[-1] - 1) & (scores > object_threshold)
+
+
 def panoptic_inference(
     class_logits: torch.Tensor,
     mask_logits: torch.Tensor,
@@ -53,8 +61,7 @@ def panoptic_inference(
         overlap_threshold: minimum visible/original area ratio to keep a segment.
     """
     scores, labels = class_logits.softmax(-1).max(-1)
-    num_classes = class_logits.shape[-1] - 1
-    keep = (labels != num_classes) & (scores > object_threshold)
+    keep = kept_objects(class_logits, object_threshold)
     scores, labels, masks = scores[keep], labels[keep], mask_logits[keep].sigmoid()
     h, w = mask_logits.shape[-2:]
     seg = torch.zeros(h, w, dtype=torch.long)

@@ -63,6 +63,13 @@ _PQ = tuple(f"{k}{part}" for part in ("", "_things", "_stuff") for k in ("PQ", "
 _AP = ("AP", "AP50", "AP75", "APs", "APm", "APl")  # COCO's six (pycocotools' stats[0:6])
 _MASKS = ("cIoU", "mIoU", "P@0.5", "P@0.6", "P@0.7", "P@0.8", "P@0.9")
 _IR = ("IR@1", "IR@5", "IR@10")
+_PARTS = ("things", "stuff")  # a mask task's entities scored apart by their segment's kind
+_PART_MASKS = ("cIoU", "mIoU", "P@0.5")
+
+
+def _parts(task: str, section: str, names: Sequence[str]) -> tuple[Metric, ...]:
+    return tuple(m for part in _PARTS for m in _metrics(task, f"{section}.{part}", names))
+
 
 #: Every metric a results table may show, in the order the tables list them (paper Tables
 #: 3-4). Values are percentages, except ``NoC@t`` (clicks).
@@ -72,14 +79,18 @@ METRICS: tuple[Metric, ...] = (
     *_metrics("generic_segmentation", "instance_bbox", _AP),  # boxes (``findvl eval`` only)
     *_metrics("generic_segmentation", "semantic", ("mIoU", "fwIoU", "pACC", "mACC")),
     *_metrics("grounded_segmentation", "grounding", _MASKS),
+    *_parts("grounded_segmentation", "grounding", _PART_MASKS),
     *_metrics(
         "interactive_segmentation",
         "interactive",
         ("mIoU@1", "mIoU@3", "mIoU@5", "NoC@85", "NoC@90"),
     ),
+    *_parts("interactive_segmentation", "interactive", ("mIoU@1", "mIoU@3", "mIoU@5")),
     *_metrics("image_text_retrieval", "retrieval", (*_IR, "TR@1", "TR@5", "TR@10")),
     *_metrics("interleave_segmentation", "interleave_segmentation", _MASKS),
+    *_parts("interleave_segmentation", "interleave_segmentation", _PART_MASKS),
     *_metrics("interleave_segmentation", "interleave_grounding_long", _MASKS),  # zero-shot
+    *_parts("interleave_segmentation", "interleave_grounding_long", _PART_MASKS),
     *_metrics("interleave_retrieval", "interleave_retrieval", _IR),
     *_metrics("interleave_retrieval", "interleave_retrieval_legend", _IR),  # legend text only
     *_metrics("interleave_retrieval", "baselines.text_only", _IR),

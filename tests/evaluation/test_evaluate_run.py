@@ -68,6 +68,17 @@ def test_every_key_present_and_in_range(results):
     assert result["interleave_retrieval"]["num_queries"] > 0
 
 
+def test_things_and_stuff_are_scored_apart(results):
+    result, _, _ = results
+    for section in ("grounding", "interleave_segmentation", "interleave_grounding_long"):
+        parts = [result[section][p] for p in ("things", "stuff") if p in result[section]]
+        assert parts, section
+        assert sum(p["num_entities"] for p in parts) == result[section]["num_entities"]
+        assert all(0.0 <= p["cIoU"] <= 100.0 for p in parts)
+    parts = [result["interactive"][p] for p in ("things", "stuff") if p in result["interactive"]]
+    assert sum(p["num_objects"] for p in parts) == result["interactive"]["num_objects"]
+
+
 def test_deterministic(results):
     first, second, _ = results
     assert first == second

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from findvl.metrics.grounding import evaluate_grounding
+from findvl.metrics.grounding import evaluate_grounding, evaluate_grounding_groups
 from findvl.metrics.io import rle_to_json
 
 
@@ -45,6 +45,20 @@ def test_hand_computed(tmp_path):
     assert result.precision["P@0.5"] == pytest.approx(200 / 3)
     assert result.precision["P@0.6"] == pytest.approx(100 / 3)
     assert (result.num_entities, result.num_missing) == (3, 1)
+
+
+def test_groups_are_scored_apart(tmp_path):
+    gt = write(
+        tmp_path / "gt.json",
+        [(1, 0, box(0, 0, 4, 4)), (1, 1, box(5, 5, 5, 5)), (2, 0, box(0, 0, 2, 5))],
+    )
+    pred = write(tmp_path / "pred.json", [(1, 0, box(0, 0, 4, 2)), (1, 1, box(5, 5, 5, 5))])
+    groups = {(1, 0): "things", (2, 0): "things", (1, 1): "stuff"}
+    parts = evaluate_grounding_groups(gt, pred, groups)
+    assert sorted(parts) == ["stuff", "things"]
+    assert parts["things"].cIoU == pytest.approx(100 * 8 / (16 + 10))
+    assert (parts["things"].num_entities, parts["things"].num_missing) == (2, 1)
+    assert parts["stuff"].cIoU == pytest.approx(100.0) and parts["stuff"].num_missing == 0
 
 
 def test_empty_files(tmp_path):

@@ -1,16 +1,19 @@
 """Exact inference caches: the interface's image side per image, class tables per vocabulary,
 separately encoded images stacked into one forward."""
 
+import dataclasses
+
 import pytest
 import torch
 
-from findvl.build import build_preset
+from findvl.build import build_model, build_preset, preset_config
 from findvl.model.image_cache import (
     ClassTableCache,
     stack_caches,
     stack_features,
     weights_version,
 )
+from findvl.model.outputs import ProposalScores
 from findvl.model.requests import GenericSegmentation, GroundedSegmentation
 from findvl.model.tasks.generic_segmentation import _class_pass
 from findvl.train.optim import OptimizerConfig, build_optimizer
@@ -198,6 +201,40 @@ def test_full_resolution_masks_only_where_asked(model, images):
     assert all(layer.masks is None for layer in inference.layers[:-1])
     assert all(layer.masks is not None for layer in supervised.layers)
     torch.testing.assert_close(inference.final.masks, supervised.final.masks, atol=0, rtol=0)
+
+
+def test_masks_from_their_factors_equal_the_dense_ones(images, all_requests):
+    """A forward that keeps the masks' factors (as the predictor runs) forms no mask logits,
+    and every mask read from it equals the dense forward's; the click agreement, which needs
+    the final masks, adds the same scores."""
+    config = preset_config("find_tiny")
+    config = dataclasses.replace(
+        config, conventions=dataclasses.replace(config.conventions, click_agreement=5.0)
+    )
+    torch.manual_seed(0)
+    model = build_model(config).eval()
+    imgs = images([(64, 64), (48, 64)], seed=9)
+    reqs = all_requests(imgs)
+    with torch.no_grad():
+        dense = model(imgs, reqs, generator=torch.Generator().manual_seed(0))
+        lazy = model(imgs, reqs, generator=torch.Generator().manual_seed(0), dense_masks=False)
+    for name in ("generic_segmentation", "grounded_segmentation", "interactive_segmentation"):
+        d, f = getattr(dense, name).final, getattr(lazy, name).final
+        assert f.masks is None and d.masks is not None, name
+        torch.testing.assert_close(f.logits, d.logits, atol=1e-5, rtol=0, msg=name)
+        torch.testing.assert_close(f.dense(), d.masks, atol=1e-5, rtol=0, msg=name)
+        index = torch.tensor([[2, 0], [1, 1]])
+        torch.testing.assert_close(f.masks_of(index), d.masks_of(index), atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            f.image_masks(1, torch.tensor([3, 0])), d.masks[1, [3, 0]], atol=1e-5, rtol=0
+        )
+    for name in ("grounded_segmentation", "interactive_segmentation"):
+        torch.testing.assert_close(
+            getattr(lazy, name).best_masks(), getattr(dense, name).best_masks(), atol=1e-5, rtol=0
+        )
+    empty = ProposalScores(None, torch.zeros(1, 1, 2))
+    with pytest.raises(ValueError, match="neither masks nor their factors"):
+        empty.dense()
 
 
 def test_take_positions_views_runs_and_copies_the_rest():

@@ -85,14 +85,19 @@ def test_segment_equals_the_model_forward_and_caches_the_vocabulary(model, pictu
     predictor = FindPredictor(model)
     for img in pictures[:2]:
         predictor.set_image(img)
-        got = predictor.segment(CLASSES, object_threshold=0.0)
         with torch.no_grad():
             out = model([img], [GenericSegmentation(CLASSES)])
         final = out.generic_segmentation.final
         masks = out.to_original(final.masks[0], 0)
-        ref = panoptic_inference(final.logits[0], masks, isthing=[True] * 3, object_threshold=0.0)
-        assert torch.equal(got.segmentation, ref.segmentation)
-        assert got.segments == ref.segments and got.segments
+        scores = final.logits[0].softmax(-1)[:, :-1].max(-1).values
+        # all proposals, and about half of them: the predictor forms only the kept masks
+        for threshold in (0.0, float(scores.median())):
+            got = predictor.segment(CLASSES, object_threshold=threshold)
+            ref = panoptic_inference(
+                final.logits[0], masks, isthing=[True] * 3, object_threshold=threshold
+            )
+            assert torch.equal(got.segmentation, ref.segmentation)
+            assert got.segments == ref.segments and got.segments
     misses = model.class_tables.misses
     predictor.segment(CLASSES)  # cached vocabulary
     assert model.class_tables.misses == misses
@@ -228,7 +233,7 @@ def test_an_exemplar_region_classifies_its_own_proposal(model, pictures):
     predictor = FindPredictor(model)
     encoded = predictor.set_image(pictures[0])
     objects = predictor._object_pass(encoded).final["p.object"]
-    masks = predictor._proposal_masks(objects.masks[0], encoded) > 0
+    masks = predictor._object_masks(encoded) > 0
     k = int(masks.flatten(1).sum(1).argmax())  # the largest proposal
     embedding = predictor.exemplar_embedding(encoded, masks[k])
     torch.testing.assert_close(embedding, objects.semantic[0, k])

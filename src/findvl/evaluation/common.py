@@ -103,6 +103,11 @@ class SegmentMasks:
         return self._cache[panoptic.image_id]
 
 
+def things_of(panoptic: PanopticImage) -> dict[int, bool]:
+    """``{segment id: isthing}`` of one image's panoptic annotation."""
+    return {s.id: s.isthing for s in panoptic.segments}
+
+
 @dataclass(frozen=True)
 class InterleavedQuery:
     """An entity caption turned into a model input.

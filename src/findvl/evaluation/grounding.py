@@ -16,9 +16,9 @@ import numpy as np
 
 from findvl.data.readers.dataset import Sample
 from findvl.evaluation.batching import Chunk, TokenCounts, Unit, run_units
-from findvl.evaluation.common import SegmentMasks, generator, masks_on_original
+from findvl.evaluation.common import SegmentMasks, generator, masks_on_original, things_of
 from findvl.jsonio import atomic_write_json
-from findvl.metrics.grounding import evaluate_grounding
+from findvl.metrics.grounding import evaluate_grounding, evaluate_grounding_groups
 from findvl.metrics.io import rle_to_json
 from findvl.model.requests import GroundedSegmentation
 
@@ -33,9 +33,20 @@ class GroundingWriter:
     name: str
     gt: list[dict] = field(default_factory=list)
     pred: list[dict] = field(default_factory=list)
+    kinds: dict[tuple[int, int], str] = field(default_factory=dict)
 
-    def add(self, image_id: int, entity_id: int, gt: np.ndarray, pred: np.ndarray) -> None:
-        """One entity: ``gt`` and ``pred`` are ``[H,W]`` bool masks on the original image."""
+    def add(
+        self,
+        image_id: int,
+        entity_id: int,
+        gt: np.ndarray,
+        pred: np.ndarray,
+        isthing: bool | None = None,
+    ) -> None:
+        """One entity: ``gt`` and ``pred`` are ``[H,W]`` bool masks on the original image;
+        ``isthing``: whether its segment is a thing (scored apart from stuff too)."""
+        if isthing is not None:
+            self.kinds[(image_id, entity_id)] = "things" if isthing else "stuff"
         if gt.shape != pred.shape:
             raise ValueError(
                 f"{self.name}: image {image_id}: mask sizes {gt.shape} != {pred.shape}"
@@ -54,13 +65,19 @@ class GroundingWriter:
         gt_path, pred_path = root / f"{self.name}_gt.json", root / f"{self.name}_pred.json"
         atomic_write_json(gt_path, self.gt)
         atomic_write_json(pred_path, self.pred)
-        result = evaluate_grounding(gt_path, pred_path)
-        return {
-            "cIoU": result.cIoU,
-            "mIoU": result.mIoU,
-            "P@0.5": result.precision["P@0.5"],
-            "num_entities": result.num_entities,
+        scores = {"": evaluate_grounding(gt_path, pred_path)}
+        if self.kinds:
+            scores |= evaluate_grounding_groups(gt_path, pred_path, self.kinds)
+        summary = {
+            name: {
+                "cIoU": result.cIoU,
+                "mIoU": result.mIoU,
+                "P@0.5": result.precision["P@0.5"],
+                "num_entities": result.num_entities,
+            }
+            for name, result in scores.items()
         }
+        return summary.pop("") | summary
 
 
 def _image_refs(sample: Sample, segments: dict[int, np.ndarray]):
@@ -103,7 +120,9 @@ def run_refs(
         per_image, refs = unit.info
         for b, (sample, image_refs) in enumerate(zip(unit.batch.samples, refs, strict=True)):
             for t, ref in enumerate(image_refs):
-                writer.add(sample.image_id, ref.ref_id, per_image[b][ref.ann_id], preds[b][t])
+                gt = per_image[b][ref.ann_id]
+                isthing = things_of(sample.panoptic)[ref.ann_id]
+                writer.add(sample.image_id, ref.ref_id, gt, preds[b][t], isthing)
 
 
 def _requests(phrases: list[list[str]]) -> list[GroundedSegmentation]:

@@ -25,7 +25,7 @@ import torch
 from findvl.data.clicks import clicks_to_masks, next_click
 from findvl.data.readers.dataset import Sample
 from findvl.evaluation.batching import Chunk, EncodedBatch, Unit, run_units
-from findvl.evaluation.common import SegmentMasks, generator, rounds, seed_for
+from findvl.evaluation.common import SegmentMasks, generator, rounds, seed_for, things_of
 from findvl.evaluation.prompts import DrawnPrompt, predraw
 from findvl.metrics.interactive import interactive_metrics
 from findvl.model.requests import InteractiveSegmentation, VisualPrompt
@@ -91,11 +91,13 @@ class _Row:
 
 @dataclass
 class _Round:
-    """Round ``r`` of a batch: one session per image (None: the image has no r-th object)."""
+    """Round ``r`` of a batch: one session per image (None: the image has no r-th object);
+    ``things``: per session that exists, whether its object is a thing."""
 
     batch: EncodedBatch
     r: int
     sessions: list[Session | None]
+    things: list[bool]
     finished: bool = False
 
     def _memory(self, b: int, c: int) -> torch.Tensor | None:
@@ -142,25 +144,37 @@ class InteractiveTask:
     max_clicks: int
     segments: SegmentMasks
     curves: list[list[float]] = field(default_factory=list)
+    things: list[bool] = field(default_factory=list)  # per curve: whether it is a thing's
 
-    def _objects(self, sample: Sample) -> list[np.ndarray]:
+    def _ids(self, sample: Sample) -> list[int]:
+        """Segment ids of the image's objects to click (a seeded subset when capped)."""
         masks = self.segments.of(sample.panoptic)
         ids = [s.id for s in sample.panoptic.segments if not s.iscrowd and masks[s.id].any()]
         if self.objects_per_image is not None and len(ids) > self.objects_per_image:
             rng = np.random.default_rng(seed_for(self.seed, sample.image_id))
             ids = sorted(rng.choice(ids, self.objects_per_image, replace=False).tolist())
-        return [masks[i] for i in ids]
+        return ids
+
+    def _objects(self, sample: Sample) -> list[np.ndarray]:
+        masks = self.segments.of(sample.panoptic)
+        return [masks[i] for i in self._ids(sample)]
+
+    def _things(self, sample: Sample) -> list[bool]:
+        isthing = things_of(sample.panoptic)
+        return [isthing[i] for i in self._ids(sample)]
 
     def run(self, model, chunk: Chunk) -> None:
         """Every session of the chunk's images, click by click."""
         plan: list[_Round] = []
         for batch in chunk.batches:
             objects = [self._objects(s) for s in batch.samples]
+            things = [self._things(s) for s in batch.samples]
             for r, picks in enumerate(rounds([len(o) for o in objects])):
                 sessions = [
                     Session(objects[b][k]) if k is not None else None for b, k in enumerate(picks)
                 ]
-                plan.append(_Round(batch, r, sessions))
+                kinds = [things[b][k] for b, k in enumerate(picks) if k is not None]
+                plan.append(_Round(batch, r, sessions, kinds))
         for c in range(self.max_clicks):
             units = [
                 u
@@ -173,6 +187,7 @@ class InteractiveTask:
             run_units(model, chunk, units, _requests, _record)
         for rnd in plan:
             self.curves += [s.curve for s in rnd.sessions if s is not None]
+            self.things += rnd.things
 
     def finish(self) -> dict:
         if not self.curves:
@@ -186,7 +201,13 @@ class InteractiveTask:
             }
         clicks = tuple(k for k in (1, 3, 5) if k <= self.max_clicks)
         result = interactive_metrics(self.curves, clicks=clicks, max_clicks=self.max_clicks)
-        return {**result.miou_at, **result.noc, "num_objects": result.num_samples}
+        summary = {**result.miou_at, **result.noc, "num_objects": result.num_samples}
+        for name, want in (("things", True), ("stuff", False)):
+            curves = [c for c, t in zip(self.curves, self.things, strict=True) if t == want]
+            if curves:
+                part = interactive_metrics(curves, clicks=clicks, max_clicks=self.max_clicks)
+                summary[name] = {**part.miou_at, "num_objects": part.num_samples}
+        return summary
 
 
 def _record(out, parts) -> list[None]:

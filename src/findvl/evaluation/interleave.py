@@ -41,6 +41,7 @@ from findvl.evaluation.common import (
     interleaved_query,
     masks_on_original,
     rounds,
+    things_of,
 )
 from findvl.evaluation.grounding import GroundingWriter
 from findvl.evaluation.prompts import predraw
@@ -194,7 +195,10 @@ class InterleaveTask:
             masks = self.segments.of(sample.panoptic)
             for e, segment_id in enumerate(query.segment_ids):
                 mask_id = caption.k * 1000 + e
-                self.writer.add(sample.image_id, mask_id, masks[segment_id], caption.pred[e])
+                isthing = things_of(sample.panoptic)[segment_id]
+                self.writer.add(
+                    sample.image_id, mask_id, masks[segment_id], caption.pred[e], isthing
+                )
             if caption.legend is not None:
                 self.bank.query_images.append(sample.image_id)
                 self.bank.legends.append(caption.legend)

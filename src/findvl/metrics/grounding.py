@@ -85,6 +85,29 @@ def grounding_metrics(
 
 def evaluate_grounding(gt_path: str | Path, pred_path: str | Path) -> GroundingMetrics:
     """Score a prediction file against a ground-truth file (both in the grounding format)."""
+    _, inter, union, missing = _entity_counts(gt_path, pred_path)
+    return grounding_metrics(inter, union, num_missing=int(missing.sum()))
+
+
+def evaluate_grounding_groups(
+    gt_path: str | Path, pred_path: str | Path, groups: dict[EntityKey, str]
+) -> dict[str, GroundingMetrics]:
+    """:func:`evaluate_grounding` of each group of entities apart (e.g. ``"things"`` and
+    ``"stuff"``: cIoU sums pixels, so a few large regions outweigh many small objects);
+    ``groups`` maps an entity to its group name, entities it does not name are left out."""
+    keys, inter, union, missing = _entity_counts(gt_path, pred_path)
+    names = np.array([groups.get(k, "") for k in keys], dtype=object)
+    return {
+        name: grounding_metrics(
+            inter[names == name], union[names == name], int(missing[names == name].sum())
+        )
+        for name in sorted(set(groups.values()))
+    }
+
+
+def _entity_counts(gt_path: str | Path, pred_path: str | Path):
+    """Per ground-truth entity: keys, ``|G∩P|``, ``|G∪P|`` and whether its prediction is
+    missing."""
     gt_name, pred_name = Path(gt_path).name, Path(pred_path).name
     gt, pred = load_masks(gt_path), load_masks(pred_path)
     unknown = [k for k in pred if k not in gt]
@@ -99,4 +122,5 @@ def evaluate_grounding(gt_path: str | Path, pred_path: str | Path) -> GroundingM
                 f"{gt_name} {list(gt_rle['size'])}"
             )
         inter[i], union[i] = intersection_union(gt_rle, pred_rle)
-    return grounding_metrics(inter, union, num_missing=sum(k not in pred for k in gt))
+    missing = np.array([k not in pred for k in gt], dtype=bool)
+    return list(gt), inter, union, missing

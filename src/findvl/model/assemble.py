@@ -59,7 +59,7 @@ def generic(
         logits = cosine_logits(
             obj.semantic, table[None].expand(obj.semantic.shape[0], -1, -1), scale
         )
-        layers.append(ClassScores(obj.masks, logits, obj.pixel))
+        layers.append(ClassScores(obj.masks, logits, obj.pixel, out.mask_features))
     return GenericSegmentationOutput(layers, list(classes), table)
 
 
@@ -78,6 +78,7 @@ def targeted(
             layer[proposals].masks,
             score(layer[proposals], layer[queries]),
             layer[proposals].pixel,
+            out.mask_features,
         )
         for layer in out.layers
     ]

@@ -290,7 +290,7 @@ class FindInterface(nn.Module):
                 full_masks=dense_masks and (last or all_layer_masks),
             )
             layers.append(preds)
-        return InterfaceOutput(layers)
+        return InterfaceOutput(layers, mask_features.full if mask_features is not None else None)
 
     @staticmethod
     def _gather(outputs: list[SlotInput], states: dict[str, torch.Tensor]) -> list[torch.Tensor]:

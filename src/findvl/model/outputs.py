@@ -34,36 +34,80 @@ def masks_to_original(
     return x[0]
 
 
+class ProposalMasks:
+    """Mask logits of a proposal group, formed where they are read.
+
+    A forward either forms every proposal's masks (``masks``) or keeps their two factors, the
+    mask embeddings ``embed [B,N,M]`` and the pixel decoder's ``features [B,M,H/4,W/4]``, whose
+    per-pixel product they are; then only the masks a caller asks for are formed (a click keeps
+    one proposal of a hundred). Both give the same logits up to float rounding.
+    """
+
+    masks: torch.Tensor | None
+    embed: torch.Tensor | None
+    features: torch.Tensor | None
+
+    def _factors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.embed is None or self.features is None:
+            raise ValueError("proposal masks: this output holds neither masks nor their factors")
+        return self.embed, self.features
+
+    def dense(self) -> torch.Tensor:
+        """``[B,N,H/4,W/4]`` the mask logits of every proposal."""
+        if self.masks is not None:
+            return self.masks
+        embed, features = self._factors()
+        return torch.einsum("bqc,bchw->bqhw", embed, features)
+
+    def masks_of(self, index: torch.Tensor) -> torch.Tensor:
+        """``[B,T,H/4,W/4]`` mask logits of the proposals ``index [B,T]`` (long)."""
+        b = torch.arange(index.shape[0], device=index.device)[:, None]
+        if self.masks is not None:
+            return self.masks[b, index]
+        embed, features = self._factors()
+        return torch.einsum("btc,bchw->bthw", embed[b, index], features)
+
+    def image_masks(self, b: int, index: torch.Tensor | None = None) -> torch.Tensor:
+        """``[k,H/4,W/4]`` mask logits of image ``b``'s proposals ``index [k]`` (None: all)."""
+        if self.masks is not None:
+            return self.masks[b] if index is None else self.masks[b, index]
+        embed, features = self._factors()
+        rows = embed[b] if index is None else embed[b, index]
+        return torch.einsum("qc,chw->qhw", rows, features[b])
+
+
 @dataclass
-class ProposalScores:
+class ProposalScores(ProposalMasks):
     """Masks of a proposal group and the score of each proposal for each target.
 
     Attributes:
         masks: ``[B,N,H/4,W/4]`` mask logits (None for layers where they were not computed).
         logits: ``[B,T,N]`` score of proposal n for target t (phrase, prompt, entity).
-        embed: ``[B,N,M]`` mask embeddings: ``masks = embed · FindOutput.mask_features`` per
-            pixel.
+        embed: ``[B,N,M]`` mask embeddings: ``masks = embed · features`` per pixel.
+        features: ``[B,M,H/4,W/4]`` the pixel decoder's mask features (None without an image).
     """
 
     masks: torch.Tensor | None
     logits: torch.Tensor
     embed: torch.Tensor | None = None
+    features: torch.Tensor | None = None
 
 
 @dataclass
-class ClassScores:
+class ClassScores(ProposalMasks):
     """Masks of the object proposals and their class logits (generic segmentation).
 
     Attributes:
         masks: ``[B,N,H/4,W/4]`` mask logits (None for layers where they were not computed).
         logits: ``[B,N,K+1]`` class logits per proposal (last = no object).
-        embed: ``[B,N,M]`` mask embeddings: ``masks = embed · FindOutput.mask_features`` per
-            pixel.
+        embed: ``[B,N,M]`` mask embeddings: ``masks = embed · features`` per pixel.
+        features: ``[B,M,H/4,W/4]`` the pixel decoder's mask features (None without an image).
     """
 
     masks: torch.Tensor | None
     logits: torch.Tensor
     embed: torch.Tensor | None = None
+    features: torch.Tensor | None = None
 
 
 @dataclass
@@ -104,8 +148,7 @@ class TargetedSegmentationOutput:
         proposals ``index [B,T]`` names)."""
         final = self.final
         index = final.logits.argmax(-1) if index is None else index  # BxT
-        b = torch.arange(index.shape[0], device=index.device)[:, None]
-        return final.masks[b, index]
+        return final.masks_of(index)
 
 
 @dataclass

@@ -75,9 +75,12 @@ class InterfaceOutput:
 
     Attributes:
         layers: ``num_layers + 1`` dicts ``{slot key: SlotPrediction}``; the last is final.
+        mask_features: ``[B,M,H/4,W/4]`` the factor of every proposal's mask logits
+            (``masks = pixel · mask_features``), or None without an image.
     """
 
     layers: list[dict[str, SlotPrediction]]
+    mask_features: torch.Tensor | None = None
 
     @property
     def final(self) -> dict[str, SlotPrediction]:

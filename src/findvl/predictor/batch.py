@@ -50,7 +50,11 @@ def _run(predictor: FindPredictor, encoded: list[EncodedImage], request, name: s
         # one stream per image, seeded as a call per image seeds it
         generators = [torch.Generator().manual_seed(predictor.seed) for _ in feats]
         out = predictor.model(
-            stack_features(feats), [request], generator=generators, image_cache=cache
+            stack_features(feats),
+            [request],
+            generator=generators,
+            dense_masks=False,
+            image_cache=cache,
         )
         return _results(predictor, feats, getattr(out, name), counts)
 

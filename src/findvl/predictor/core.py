@@ -36,7 +36,7 @@ from findvl.model.requests import (
 )
 from findvl.model.sequence_types import InterfaceImageCache
 from findvl.model.slots import proposal_slot
-from findvl.postprocess import OBJECT_THRESHOLD, PanopticResult, panoptic_inference
+from findvl.postprocess import OBJECT_THRESHOLD, PanopticResult, kept_objects, panoptic_inference
 from findvl.predictor import batch
 from findvl.predictor.inputs import as_image_tensor, previous_logits, prompt_from_inputs
 from findvl.prototypes import prototype_set
@@ -186,7 +186,13 @@ class FindPredictor:
         with self._lock, torch.no_grad():
             cache = self.interface_cache(encoded)
             generator = torch.Generator().manual_seed(self.seed)
-            return self.model(encoded.features, [request], generator=generator, image_cache=cache)
+            return self.model(
+                encoded.features,
+                [request],
+                generator=generator,
+                dense_masks=False,
+                image_cache=cache,
+            )
 
     def _to_original(self, masks: torch.Tensor, out) -> torch.Tensor:
         return out.to_original(masks, 0)
@@ -208,6 +214,7 @@ class FindPredictor:
                     slots,
                     pset=pset,
                     pixel=encoded.features.pixel,
+                    dense_masks=False,
                     image_cache=self.interface_cache(encoded),
                 )
             return encoded.cache["objects"]
@@ -244,9 +251,10 @@ class FindPredictor:
         with self._lock, torch.no_grad():
             scale = self.model.class_scale()
             final = assemble.generic(objects, table, scale, names).final
-            masks = self._proposal_masks(final.masks[0], encoded)
+            keep = kept_objects(final.logits[0], object_threshold).nonzero()[:, 0]
+            masks = self._proposal_masks(final.image_masks(0, keep), encoded)
         return panoptic_inference(
-            final.logits[0],
+            final.logits[0, keep],
             masks,
             isthing=isthing if isthing is not None else [True] * len(names),
             object_threshold=object_threshold,
@@ -268,13 +276,19 @@ class FindPredictor:
                 f"exemplar region: expected a non-empty [H,W] mask of size {encoded.size}, "
                 f"got shape {tuple(region.shape)}"
             )
-        objects = self._object_pass(encoded)
         with self._lock, torch.no_grad():
-            final = objects.final["p.object"]
-            masks = self._proposal_masks(final.masks[0], encoded) > 0  # NxHxW
+            masks = self._object_masks(encoded) > 0  # NxHxW
             inter = (masks & region).flatten(1).sum(1).float()
             union = (masks | region).flatten(1).sum(1).float().clamp(min=1)
-            return final.semantic[0, int((inter / union).argmax())]
+            semantic = self._object_pass(encoded).final["p.object"].semantic
+            return semantic[0, int((inter / union).argmax())]
+
+    def _object_masks(self, encoded: EncodedImage) -> torch.Tensor:
+        """``[N,H,W]`` mask logits of every object proposal of ``encoded``, on the image."""
+        objects = self._object_pass(encoded)
+        final = objects.final["p.object"]
+        logits = torch.einsum("qc,chw->qhw", final.pixel[0], objects.mask_features[0])
+        return self._proposal_masks(logits, encoded)
 
     def _targets(self, task_out, out) -> MaskResult:
         logits = task_out.final.logits[0]  # TxN
@@ -344,7 +358,7 @@ class FindPredictor:
         probs = task_out.final.logits[0, 0].float().softmax(-1)  # N
         k = 3 if multimask_output else 1
         top = probs.topk(min(k, probs.numel()))
-        logits = self._to_original(task_out.final.masks[0, top.indices], out)
+        logits = self._to_original(task_out.final.image_masks(0, top.indices), out)
         return Prediction(
             (logits > 0).numpy(), top.values.numpy(), logits.numpy().astype(np.float32)
         )

@@ -61,9 +61,10 @@ def assemble_output(
     if built.prompt_regions is not None:
         weight = model.conventions.click_agreement
         for layer in result.layers:
-            if layer.masks is not None:
+            # the final layer's masks are formed for it even when the forward kept factors
+            if layer.masks is not None or layer is result.final:
                 layer.logits = layer.logits + weight * click_agreement(
-                    layer.masks, *built.prompt_regions
+                    layer.dense(), *built.prompt_regions
                 )
     return result
 
