@@ -105,3 +105,29 @@ def test_click_agreement_overrides_the_model_conventions(
     assert json.loads(capsys.readouterr().out)["interactive"]["num_objects"] == 2
     assert cli.main([*args, "--click-agreement", "-1"]) == 2
     assert "--click-agreement" in capsys.readouterr().err
+
+
+def test_threshold_reaches_panoptic_inference(
+    with_evaluate, fake_run, monkeypatch, tmp_path, capsys, tiny_world
+):
+    import findvl.evaluation.generic as generic
+
+    seen = []
+    original = generic.panoptic_inference
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["object_threshold"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(generic, "panoptic_inference", spy)
+    root = tiny_world(tmp_path / "w", images=2)
+    base = ["evaluate", "ckpt", "--data", str(root), "--json", "--no-progress"]
+    for threshold, expected in ((["--threshold", "0.35"], 0.35), ([], 0.8)):
+        seen.clear()
+        assert cli.main([*base, "--tasks", "generic", *threshold]) == 0
+        assert json.loads(capsys.readouterr().out)["meta"]["object_threshold"] == expected
+        assert seen == [expected, expected]  # one call per image
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([*base, "--threshold", "1.5"])
+    assert exit_info.value.code == 2
+    assert "--threshold" in capsys.readouterr().err

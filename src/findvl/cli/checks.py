@@ -120,3 +120,14 @@ def check_output_dir(path: Path, flag: str = "--out") -> Path:
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ValueError(f"{flag} {path}: not writable")
     return path
+
+
+def unit_interval(text: str) -> float:
+    """An argparse type: a number in ``[0, 1]`` (a threshold)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value

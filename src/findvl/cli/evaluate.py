@@ -11,7 +11,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from findvl.cli.checks import check_device
+from findvl.cli.checks import check_device, unit_interval
 from findvl.evaluation.tasks import TASKS
 
 
@@ -29,6 +29,13 @@ def register(parser: argparse.ArgumentParser) -> None:
         metavar="W",
         help="weight of the click agreement in the choice of a prompt's mask, in place of the "
         "model's conventions.click_agreement (0: the learned score alone, as FIND)",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=unit_interval,
+        default=None,
+        help="minimum class score of a segment kept by panoptic inference, in [0, 1] "
+        "(default: findvl.postprocess.OBJECT_THRESHOLD, as findvl segment and the report)",
     )
     parser.set_defaults(func=run)
 
@@ -74,6 +81,7 @@ def check_positive(name: str, value: int | None) -> None:
 def evaluate_args(args: argparse.Namespace, tasks: tuple[str, ...], out_dir=None) -> dict:
     """Load the checkpoint named by ``args`` and evaluate ``tasks``."""
     from findvl.evaluation.runner import evaluate_run
+    from findvl.postprocess import OBJECT_THRESHOLD
     from findvl.runs import load_run
 
     for name in ("limit", "batch_size", "interactive_objects", "max_clicks"):
@@ -81,6 +89,7 @@ def evaluate_args(args: argparse.Namespace, tasks: tuple[str, ...], out_dir=None
     if not args.data.is_dir():
         raise FileNotFoundError(f"--data: no directory at {args.data}")
     check_device(args.device)
+    threshold = getattr(args, "threshold", None)
     weight = getattr(args, "click_agreement", None)
     if weight is not None and not weight >= 0:
         raise ValueError(f"--click-agreement: must be a number >= 0, got {weight}")
@@ -102,6 +111,7 @@ def evaluate_args(args: argparse.Namespace, tasks: tuple[str, ...], out_dir=None
         max_clicks=args.max_clicks,
         out_dir=out_dir,
         progress=not args.no_progress,
+        object_threshold=OBJECT_THRESHOLD if threshold is None else threshold,
     )
     result["meta"]["checkpoint"] = str(loaded.checkpoint)
     return result

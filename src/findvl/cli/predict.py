@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from findvl.cli.checks import check_device, check_output_file, numbers
+from findvl.cli.checks import check_device, check_output_file, numbers, unit_interval
 from findvl.cli.evaluate import add_encoder_path_arguments, encoder_paths
 
 
@@ -20,22 +20,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
     add_encoder_path_arguments(parser)
 
 
-def _unit_interval(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
-    return value
-
-
 def register_segment(parser: argparse.ArgumentParser) -> None:
     _common(parser)
     parser.add_argument("--classes", nargs="+", help="vocabulary (default: the training classes)")
     parser.add_argument(
         "--threshold",
-        type=_unit_interval,
+        type=unit_interval,
         default=None,
         help="minimum class score of a kept segment, in [0, 1] (default: "
         "findvl.postprocess.OBJECT_THRESHOLD, the value evaluation and the report use)",

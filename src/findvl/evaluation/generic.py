@@ -28,6 +28,7 @@ from findvl.metrics.semantic import evaluate_semantic
 from findvl.model.requests import GenericSegmentation
 from findvl.panoptic_ids import id2rgb
 from findvl.postprocess import (
+    OBJECT_THRESHOLD,
     instance_inference,
     panoptic_inference,
     semantic_inference,
@@ -61,6 +62,7 @@ class GenericWriter:
 
     root: Path
     vocab: Vocabulary
+    object_threshold: float = OBJECT_THRESHOLD  # of panoptic inference
     images: list[dict] = field(default_factory=list)
     gt_annotations: list[dict] = field(default_factory=list)
     pred_annotations: list[dict] = field(default_factory=list)
@@ -212,24 +214,32 @@ def run_generic(model, chunk: Chunk, vocab: Vocabulary, writer: GenericWriter, s
         return request
 
     def collect(out, parts) -> list[list[ImagePrediction]]:
-        return [image_predictions(out, vocab, range(o, o + len(u.rows))) for u, o in parts]
+        threshold = writer.object_threshold
+        return [
+            image_predictions(out, vocab, range(o, o + len(u.rows)), threshold) for u, o in parts
+        ]
 
     for unit, preds in zip(units, run_units(model, chunk, units, requests, collect)):
         for sample, pred in zip(unit.batch.samples, preds, strict=True):
             writer.add(sample, pred, sample.panoptic.load_masks())
 
 
-def image_predictions(out, vocab: Vocabulary, rows) -> list[ImagePrediction]:
+def image_predictions(
+    out, vocab: Vocabulary, rows, object_threshold: float = OBJECT_THRESHOLD
+) -> list[ImagePrediction]:
     """Per-image predictions of rows ``rows`` of a generic-segmentation output.
 
-    Mask2Former post-processing on the original image size; instance results keep thing
-    classes only (as FIND does when panoptic evaluation is on).
+    Mask2Former post-processing on the original image size (panoptic inference keeps the
+    proposals scoring above ``object_threshold``); instance results keep thing classes only (as
+    FIND does when panoptic evaluation is on).
     """
     final = out.generic_segmentation.final
     preds = []
     for b in rows:
         masks = out.to_original(final.masks[b], b)
-        pan = panoptic_inference(final.logits[b], masks, isthing=vocab.isthing)
+        pan = panoptic_inference(
+            final.logits[b], masks, isthing=vocab.isthing, object_threshold=object_threshold
+        )
         inst = instance_inference(final.logits[b], masks, keep_classes=vocab.isthing)
         sem = semantic_inference(final.logits[b], masks)
         semantic = sem.argmax(0) if sem.shape[0] else torch.full(masks.shape[1:], IGNORE)

@@ -28,6 +28,7 @@ from findvl.evaluation.interactive import InteractiveTask
 from findvl.evaluation.interleave import InterleaveTask
 from findvl.evaluation.retrieval import RetrievalTask
 from findvl.evaluation.tasks import TASKS
+from findvl.postprocess import OBJECT_THRESHOLD
 
 #: Canvas pixels per forward: eight 1024x1024 images.
 FORWARD_PIXELS = 8 * 1024 * 1024
@@ -50,6 +51,7 @@ class EvalSettings:
         threads: torch intra-op CPU threads during the evaluation (None: leave as set). One
             thread is much faster for small models on shared CPUs; numbers are bitwise
             reproducible at a given thread count.
+        object_threshold: minimum class score of a proposal kept by panoptic inference.
     """
 
     tasks: tuple[str, ...] = TASKS
@@ -61,6 +63,7 @@ class EvalSettings:
     progress: bool = True
     forward_pixels: int = FORWARD_PIXELS
     threads: int | None = None
+    object_threshold: float = OBJECT_THRESHOLD
 
 
 def _check_tasks(tasks) -> tuple[str, ...]:
@@ -88,6 +91,7 @@ def evaluate_run(
     progress: bool = True,
     forward_pixels: int = FORWARD_PIXELS,
     threads: int | None = None,
+    object_threshold: float = OBJECT_THRESHOLD,
 ) -> dict:
     """Evaluate ``model`` on ``root``/``split``; every value in percent (NoC in clicks).
 
@@ -100,6 +104,8 @@ def evaluate_run(
     """
     if forward_pixels < 1:
         raise ValueError(f"forward_pixels must be positive, got {forward_pixels}")
+    if not 0.0 <= object_threshold <= 1.0:
+        raise ValueError(f"object_threshold: must lie in [0, 1], got {object_threshold}")
     settings = EvalSettings(
         _check_tasks(tasks),
         seed,
@@ -110,6 +116,7 @@ def evaluate_run(
         progress,
         forward_pixels,
         threads,
+        object_threshold,
     )
     samples = load_dataset(root, split)[: limit if limit is not None else None]
     if not samples:
@@ -162,7 +169,11 @@ def _task_set(model, samples, vocab, settings: EvalSettings, segments, out: Path
 
     baselines = "baselines" in tasks
     return _TaskSet(
-        generic=GenericWriter(out / "generic", vocab) if "generic" in tasks else None,
+        generic=(
+            GenericWriter(out / "generic", vocab, settings.object_threshold)
+            if "generic" in tasks
+            else None
+        ),
         refs=GroundingWriter("grounding") if "grounding" in tasks else None,
         interactive=(
             InteractiveTask(seed, settings.interactive_objects, settings.max_clicks, segments)
@@ -238,5 +249,6 @@ def _results(t: _TaskSet, *, samples, categories, out: Path, settings: EvalSetti
         "seed": settings.seed,
         "tasks": list(settings.tasks),
         "grounding_sentences": "first",
+        "object_threshold": settings.object_threshold,
     }
     return result
