@@ -59,6 +59,7 @@ import torch
 
 from findvl.build import build_model, preset_config
 from findvl.config import LanguageConfig
+from findvl.model import heads
 from findvl.model.requests import (
     Entity,
     GenericSegmentation,
@@ -236,6 +237,25 @@ def compare(model, feats, cache, reqs, repeats: int, official=None, name: str = 
     return result
 
 
+def resize_times(pixel, repeats: int) -> dict[str, float]:
+    """Median ms of the heads' resize of the mask features to every attention level
+    (:meth:`FindHeads.prepare`): strided slices where a side shrinks by an integer factor
+    (``heads.bilinear_downsample``), against ``F.interpolate`` for every level, alternating."""
+    times: dict[str, list[float]] = {"strided": [], "interpolate": []}
+
+    def interpolate(x, size):
+        return torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+    with torch.no_grad():
+        for _ in range(repeats):
+            for name, fn in (("strided", heads.bilinear_downsample), ("interpolate", interpolate)):
+                start = time.perf_counter()
+                for level in pixel.levels:
+                    fn(pixel.mask_features, tuple(level.shape[-2:]))
+                times[name].append(1000 * (time.perf_counter() - start))
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def answer_masks(out) -> list[torch.Tensor]:
     """The masks a predictor call returns, formed from a forward that kept their factors: one
     per target (the best proposal), and for generic segmentation those of the
@@ -278,7 +298,7 @@ def print_table(results: dict) -> None:
     print(f"\n{head}\n" + "|---" * (head.count("|") - 1) + "|")
     for size, row in results["sizes"].items():
         for name, r in row.items():
-            if not isinstance(r, dict):
+            if not isinstance(r, dict) or "reference_ms" not in r:
                 continue
             line = f"| {size}² | {name} |" + (f" {r['official_ms']:.0f} |" if official else "")
             line += f" {r['reference_ms']:.0f} | {r['fresh_ms']:.0f} | {r['fast_ms']:.0f} |"
@@ -294,7 +314,9 @@ def print_table(results: dict) -> None:
         encoder = "pixel decoder (fixed backbone features)" if official else "image encoder"
         print(
             f"\n{size}²: {encoder} {row['encode_ms']:.0f} ms, image side once "
-            f"{row['image_side_once_ms']:.0f} ms\n"
+            f"{row['image_side_once_ms']:.0f} ms; mask features to the attention levels "
+            f"{row['mask_feature_resize_ms']['strided']:.0f} ms strided, "
+            f"{row['mask_feature_resize_ms']['interpolate']:.0f} ms by interpolate\n"
         )
 
 
@@ -354,6 +376,7 @@ def main() -> None:
             cache = model.cache_image(feats)
             once_ms = 1000 * (time.perf_counter() - start)
         row = {"encode_ms": encode_ms, "image_side_once_ms": once_ms}
+        row["mask_feature_resize_ms"] = resize_times(feats.pixel, args.repeats)
         for name, reqs in requests(size).items():
             call = official_calls(side, name, reqs) if side is not None else None
             row[name] = compare(model, feats, cache, reqs, args.repeats, call, name)

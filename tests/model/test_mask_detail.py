@@ -94,3 +94,20 @@ def test_pyramid_one_octave_finer():
     ]
     with pytest.raises(ValueError, match="finest_stride"):
         SimpleFeaturePyramid(in_channels=16, in_stride=16, finest_stride=2)
+
+
+@pytest.mark.parametrize("size", [(64, 48), (60, 60), (7, 5)])
+def test_strided_downsample_equals_bilinear_interpolation(size):
+    """The heads resize mask features to each attention level by strided slices where a side
+    shrinks by an integer factor; every size equals ``interpolate`` (others go to it)."""
+    from findvl.model.heads import bilinear_downsample
+
+    torch.manual_seed(0)
+    h, w = size
+    x = torch.randn(2, 3, h, w)
+    for oh in range(1, h + 1):
+        for ow in sorted({1, 2, 3, max(1, w // 2), w}):
+            ref = torch.nn.functional.interpolate(
+                x, size=(oh, ow), mode="bilinear", align_corners=False
+            )
+            torch.testing.assert_close(bilinear_downsample(x, (oh, ow)), ref, atol=1e-6, rtol=0)
