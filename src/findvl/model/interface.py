@@ -201,10 +201,11 @@ class FindInterface(nn.Module):
         """The prompt-independent image side of every layer (levels, mask features and each
         layer's content key/value projections of its image level), for :meth:`forward`."""
         levels = self.image_levels(pixel)
+        keyed = [src + pos for src, pos in levels]  # once per level, not per layer
         kv = []
         for i, layer in enumerate(self.content_attention):
-            src, pos = levels[i % self.num_levels]
-            kv.append(layer.multihead_attn.project_kv(src + pos, src))
+            lvl = i % self.num_levels
+            kv.append(layer.multihead_attn.project_kv(keyed[lvl], levels[lvl][0]))
         return InterfaceImageCache(levels, self.heads.prepare(pixel), kv, weights_version(self))
 
     def usable_cache(self, cache: InterfaceImageCache | None) -> InterfaceImageCache | None:
