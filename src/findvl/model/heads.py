@@ -88,9 +88,9 @@ def bilinear_downsample(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     Where a side shrinks by an integer factor ``s``, output cell ``i`` samples the input at
     ``s·i + (s-1)/2``: one input cell for odd ``s``, the mean of two neighbours for even ``s``,
     so the result is a strided slice (and a mean), the same values up to float rounding. On the
-    CPU that is 9x to 30x faster than ``interpolate`` at factors 4 and 8 (512 channels at 256²,
-    one thread: 0.43 s there), and slower at factor 2, where ``interpolate`` has a fast kernel:
-    factors up to 2 and sizes that do not divide go to ``interpolate``.
+    CPU ``interpolate`` runs a slow general kernel at factors above 2 and a fast one at 2
+    (``benchmarks/inference.py`` times both ways): factors up to 2 and sizes that do not divide
+    go to ``interpolate``.
     """
     (h, w), (oh, ow) = x.shape[-2:], size
     if oh < 1 or ow < 1 or h % oh or w % ow or max(h // oh, w // ow) <= 2:
