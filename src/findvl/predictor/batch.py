@@ -17,9 +17,10 @@ import torch
 from findvl.model.image_cache import stack_caches, stack_features
 from findvl.model.requests import GroundedSegmentation, InteractiveSegmentation, VisualPrompt
 from findvl.model.sequence_types import ImageFeatures
+from findvl.predictor.results import EncodedImage, MaskResult
 
 if TYPE_CHECKING:
-    from findvl.predictor.core import EncodedImage, FindPredictor, MaskResult
+    from findvl.predictor.core import FindPredictor
 
 
 def _check_rows(encoded: list, rows: list, field: str) -> None:
@@ -30,8 +31,6 @@ def _check_rows(encoded: list, rows: list, field: str) -> None:
 
 
 def _results(predictor: FindPredictor, feats: list[ImageFeatures], task_out, counts):
-    from findvl.predictor.core import MaskResult
-
     logits = task_out.final.logits  # BxTxN
     best = task_out.best_masks()  # BxTxhxw on the common canvas
     results: list[MaskResult] = []
