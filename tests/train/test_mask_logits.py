@@ -93,9 +93,9 @@ def test_criterion_on_factored_masks_equals_dense_masks(tmp_path, every_layer):
 
 def test_criterion_needs_masks_or_their_factors():
     embed, _, _ = _factors()
-    layers = [type("Layer", (), {"masks": None, "embed": e})() for e in embed]
+    layers = [type("Layer", (), {"masks": None, "embed": e, "features": None})() for e in embed]
     with pytest.raises(ValueError, match="dense_masks=False"):
-        layer_masks(layers, None)
+        layer_masks(layers)
 
 
 def test_a_training_step_equals_the_dense_unshared_step(tmp_path):

@@ -190,9 +190,10 @@ class FindModel(nn.Module):
                 list of ``B``: one per image (grounding / interactive prompts), so a batch
                 draws what each image draws alone.
             all_layer_masks: full-resolution masks at every layer (for deep supervision).
-            dense_masks: False: no mask logits at any layer; the layers' mask embeddings and
-                ``mask_features`` are returned (their product is the masks), for a criterion
-                that reads masks only at points and on matched proposals (training).
+            dense_masks: False: no mask logits at any layer; each layer's scores keep the mask
+                embeddings and mask features whose product they are
+                (:class:`~findvl.model.outputs.ProposalMasks`), for a criterion that reads masks
+                only at points and on matched proposals, or a caller that needs few of them.
             image_cache: :meth:`cache_image` of ``images`` (cached features): the same
                 outputs without the interface's image-side work (inference only).
         """
@@ -222,7 +223,6 @@ class FindModel(nn.Module):
             original_sizes=feats.batch.original_sizes,
             canvas=(h, w),
             logit_scale=self.logit_scale,
-            mask_features=feats.pixel.mask_features if feats.pixel is not None else None,
         )
         for name, req in by_task.items():
             setattr(result, name, TASK_TABLE[type(req)].assemble(self, out, req, built[name]))

@@ -196,8 +196,6 @@ class FindOutput:
         original_sizes: per image ``(h, w)`` as given.
         canvas: padded ``(H, W)``.
         logit_scale: the learned temperature (``exp`` is applied by users of the scores).
-        mask_features: ``[B,M,H/4,W/4]`` the pixel decoder's mask features (the factor every
-            layer's mask embeddings are multiplied with), or None without an image.
     """
 
     input_sizes: list[tuple[int, int]]
@@ -210,7 +208,6 @@ class FindOutput:
     image_text_retrieval: RetrievalOutput | None = None
     interleave_segmentation: TargetedSegmentationOutput | None = None
     interleave_retrieval: RetrievalOutput | None = None
-    mask_features: torch.Tensor | None = None
 
     def to_original(self, masks: torch.Tensor, b: int) -> torch.Tensor:
         """``[T,h,w]`` canvas logits of image ``b`` -> ``[T,H0,W0]`` float logits on that

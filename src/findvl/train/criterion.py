@@ -191,12 +191,13 @@ def iou_choice_targets(
     return (iou / temperature).softmax(-1)
 
 
-def layer_masks(layers: list, features: torch.Tensor | None) -> MaskLogits:
+def layer_masks(layers: list) -> MaskLogits:
     """The mask logits of a task's layers as ``L*B`` problems (problem ``layer * B +
     image``): dense where every layer has its masks (``all_layer_masks``), else as factors of
-    the layers' mask embeddings and the output's ``mask_features`` (``dense_masks=False``)."""
+    the layers' mask embeddings and their mask features (``dense_masks=False``)."""
     if all(layer.masks is not None for layer in layers):
         return MaskLogits(torch.stack([layer.masks for layer in layers]).flatten(0, 1))
+    features = layers[-1].features  # one tensor, shared by every layer
     if features is None or any(layer.embed is None for layer in layers):
         raise ValueError(
             "the criterion needs every layer's masks: run the model with all_layer_masks=True "
@@ -261,11 +262,7 @@ class FindCriterion:
         for task, (name, field) in TARGETED_TASKS.items():
             task_out = getattr(out, task)
             if task_out is not None:
-                terms.update(
-                    self._targeted(
-                        name, task_out, out.mask_features, examples, gts, field, generator
-                    )
-                )
+                terms.update(self._targeted(name, task_out, examples, gts, field, generator))
         # The initial predictions (layer 0) come from the learned queries alone, the same for
         # every input: their InfoNCE is ln(B) whatever the weights, with no gradient. They are
         # left out, so the retrieval terms fall to 0 when the embeddings separate the batch.
@@ -293,7 +290,7 @@ class FindCriterion:
         task = out.generic_segmentation
         layers = task.layers[::-1]  # final layer first: it is matched first
         logits = torch.stack([layer.logits for layer in layers])  # LxBxQxK+1
-        masks = layer_masks(layers, out.mask_features)  # L*B problems of Q masks
+        masks = layer_masks(layers)  # L*B problems of Q masks
         classes = [ex.classes for ex in examples]
         matched = logits if self.match_every_layer else logits[:1]  # L'xBxQxK+1
         cost = panoptic_class_costs(matched.detach().flatten(0, 1), classes * matched.shape[0])
@@ -319,12 +316,10 @@ class FindCriterion:
         )
         return {"class_ce": ce, "mask_bce": bce, "mask_dice": dice}
 
-    def _targeted(
-        self, name, task: TargetedSegmentationOutput, features, examples, gts, field, generator
-    ):
+    def _targeted(self, name, task: TargetedSegmentationOutput, examples, gts, field, generator):
         layers = task.layers[::-1]  # final layer first: it is matched first
         logits = torch.stack([layer.logits for layer in layers])  # LxBxTxN
-        masks = layer_masks(layers, features)  # L*B problems of N masks
+        masks = layer_masks(layers)  # L*B problems of N masks
         segments = [np.asarray(getattr(ex, field), dtype=np.int64) for ex in examples]
         sizes = np.array([g.shape[0] for g in gts], dtype=np.int64)
         picks = np.concatenate([s + o for s, o in zip(segments, np.cumsum(sizes) - sizes)])

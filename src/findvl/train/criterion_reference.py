@@ -55,9 +55,7 @@ class ReferenceCriterion(FindCriterion):
             bce, dice = bce + lb, dice + ld
         return {"class_ce": ce, "mask_bce": bce, "mask_dice": dice}
 
-    def _targeted(
-        self, name, task: TargetedSegmentationOutput, features, examples, gts, field, generator
-    ):
+    def _targeted(self, name, task: TargetedSegmentationOutput, examples, gts, field, generator):
         ce = bce = dice = 0.0
         cache: dict[int, object] = {}
         for layer in reversed(task.layers):
