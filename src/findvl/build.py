@@ -12,6 +12,7 @@ from findvl.config import LanguageConfig, ModelConfig, VisionConfig
 from findvl.encoders.language import LanguageEncoder, TinyLanguageEncoder
 from findvl.encoders.pixel_decoder import PixelDecoder
 from findvl.encoders.vision import TinyBackbone, VisionEncoder
+from findvl.model.conventions import check_conventions
 from findvl.model.find import FindModel
 from findvl.model.heads import FindHeads
 from findvl.model.interface import FindInterface
@@ -138,7 +139,12 @@ def build_model(config: ModelConfig) -> FindModel:
         num_proposals=it.num_proposals,
         num_levels=it.num_levels,
         spatial_memories=it.spatial_memories,
-        heads=FindHeads(hidden_dim=it.hidden_dim, dim_proj=it.dim_proj, mask_dim=pd.mask_dim),
+        heads=FindHeads(
+            hidden_dim=it.hidden_dim,
+            dim_proj=it.dim_proj,
+            mask_dim=pd.mask_dim,
+            pool_image_query=check_conventions(config.conventions).image_query == "pooled",
+        ),
     )
     model = FindModel(
         vision=vision,

@@ -27,6 +27,8 @@ PointConvention = Literal["center", "official"]
 #: Text embedded for a class: the bare name or the official description prompt.
 ClassPrompt = Literal["name", "describe"]
 ClassTable = Literal["interface", "text"]
+ImageQuery = Literal["pooled", "attended"]
+GroundingQuery = Literal["interface", "text"]
 
 
 @dataclass
@@ -129,6 +131,14 @@ class ConventionsConfig:
     # > 0: at inference, a visual prompt's proposal scores add this times the proposal mask's
     # agreement with the prompt (findvl.model.agreement); 0: the learned score alone (FIND)
     click_agreement: float = 0.0
+    # the image embedding of both retrieval tasks: "pooled" (FIND's: attention pooling of the
+    # object proposals, re-computed in the heads) or "attended" (the image query's own output:
+    # it attends every image level by content attention, as the prototypes say)
+    image_query: ImageQuery = "pooled"
+    # what a phrase's grounding score reads: "interface" (FIND: the description query's output,
+    # a learned query attending the phrase's tokens in a text-only way) or "text" (the phrase's
+    # projected end-of-text token, as X-Decoder grounds; the same collapse as class_table)
+    grounding_query: GroundingQuery = "interface"
 
 
 @dataclass
@@ -157,6 +167,12 @@ class ModelConfig:
             raise ValueError(
                 f"conventions.class_table='text' reads class embeddings from the projected "
                 f"text tokens (interface.hidden_dim={it.hidden_dim} wide): interface.dim_proj="
+                f"{it.dim_proj} must equal it"
+            )
+        if self.conventions.grounding_query == "text" and it.dim_proj != it.hidden_dim:
+            raise ValueError(
+                f"conventions.grounding_query='text' scores phrases by their projected text "
+                f"tokens (interface.hidden_dim={it.hidden_dim} wide): interface.dim_proj="
                 f"{it.dim_proj} must equal it"
             )
         if self.vision.kind == "official" and not self.vision.backbone:

@@ -11,7 +11,7 @@ import torch
 from findvl.build import build_model, preset_config
 from findvl.config import ConventionsConfig
 from findvl.model.conventions import OFFICIAL, check_conventions, class_text
-from findvl.model.requests import GroundedSegmentation, VisualPrompt
+from findvl.model.requests import GroundedSegmentation, ImageTextRetrieval, VisualPrompt
 from findvl.model.sampler import level_points, prompt_points, sample_tokens
 from findvl.released import OFFICIAL_CONFIGS, RELEASED_PRESETS
 
@@ -113,3 +113,60 @@ def test_grounding_scale_cap_and_class_prompt_in_the_model() -> None:
         model.conventions = dataclasses.replace(model.conventions, class_prompt="name")
         assert torch.equal(model.class_embeddings(["wall-other-merged"]), bare)
         assert not torch.allclose(bare, described)
+
+
+def test_image_query_pooled_or_attended() -> None:
+    """FIND's image embedding pools the object proposals; "attended" keeps the image query's
+    own output, which reads the image by content attention (and no longer follows the
+    proposals)."""
+    torch.manual_seed(0)
+    config = preset_config("find_tiny")
+    pooled = build_model(config).eval()
+    config.conventions = dataclasses.replace(config.conventions, image_query="attended")
+    attended = build_model(config).eval()
+    attended.load_state_dict(pooled.state_dict())  # same weights, one convention apart
+    images = [torch.rand(3, 64, 64) * 255, torch.rand(3, 64, 64) * 255]
+    request = [ImageTextRetrieval(["a red circle", "two squares"])]
+    with torch.no_grad():
+        a = pooled(images, request).image_text_retrieval.layers[-1]
+        b = attended(images, request).image_text_retrieval.layers[-1]
+        # the caption side is the same; the image side is the query's own, per image
+        torch.testing.assert_close(a.query, b.query)
+        assert not torch.allclose(a.image, b.image, atol=1e-3)
+        assert not torch.allclose(b.image[0], b.image[1], atol=1e-4)
+        # pooled: a mix of the proposals' semantic embeddings (inside their convex hull)
+        objects = pooled(images, request).image_text_retrieval.layers[-1].objects
+        assert objects is not None
+        low, high = objects.min(1).values, objects.max(1).values
+        assert bool(((a.image >= low - 1e-5) & (a.image <= high + 1e-5)).all())
+    with pytest.raises(ValueError, match="conventions.image_query='mean'"):
+        check_conventions(ConventionsConfig(image_query="mean"))
+    config.conventions = dataclasses.replace(config.conventions, image_query="mean")
+    with pytest.raises(ValueError, match="conventions.image_query='mean'"):
+        build_model(config)
+
+
+def test_grounding_query_text_scores_the_phrases_end_of_text_tokens() -> None:
+    """``grounding_query="text"``: a phrase's scores read its projected end-of-text token, so
+    two phrases differ from the start; the proposals and their masks are the interface's."""
+    torch.manual_seed(0)
+    config = preset_config("find_tiny")
+    config.conventions = dataclasses.replace(config.conventions, grounding_query="text")
+    model = build_model(config).eval()
+    image = [torch.rand(3, 64, 64) * 255, torch.rand(3, 64, 64) * 255]
+    phrases = [["a red circle", "the blue square left of the star"], ["two crosses"]]
+    with torch.no_grad():
+        out = model(image, [GroundedSegmentation(phrases)]).grounded_segmentation
+        text = model.encode_text([p for row in phrases for p in row])
+        last = text.features[torch.arange(3), text.mask.sum(1) - 1]
+        torch.testing.assert_close(out.queries[0, :2], last[:2])
+        torch.testing.assert_close(out.queries[1, 0], last[2])
+        assert not out.valid[1, 1] and bool((out.queries[1, 1] == 0).all())
+        for layer in out.layers:  # every layer scores the phrases against its proposals
+            assert layer.logits.shape == (2, 2, 16)
+        alone = model(image[:1], [GroundedSegmentation(phrases[:1])]).grounded_segmentation
+        torch.testing.assert_close(alone.layers[-1].logits[0], out.layers[-1].logits[0])
+        assert not torch.allclose(out.layers[-1].logits[0, 0], out.layers[-1].logits[0, 1])
+    config.interface.dim_proj = 32
+    with pytest.raises(ValueError, match="conventions.grounding_query='text'"):
+        config.validate()

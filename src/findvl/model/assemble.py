@@ -70,9 +70,12 @@ def targeted(
     valid: torch.Tensor,
     score: ScoreFn,
     is_visual: torch.Tensor | None = None,
+    embeddings: torch.Tensor | None = None,
 ) -> TargetedSegmentationOutput:
     """Scores ``[B,T,N]`` of each target query (slot ``queries``) against each proposal (slot
-    ``proposals``) at every layer; ``valid [B,T]`` marks real targets."""
+    ``proposals``) at every layer; ``valid [B,T]`` marks real targets. The output's target
+    embeddings are the final layer's queries, or ``embeddings [B,T,P]`` where the scores read
+    those instead."""
     layers = [
         ProposalScores(
             layer[proposals].masks,
@@ -82,7 +85,9 @@ def targeted(
         )
         for layer in out.layers
     ]
-    return TargetedSegmentationOutput(layers, valid, out.final[queries].semantic, is_visual)
+    if embeddings is None:
+        embeddings = out.final[queries].semantic
+    return TargetedSegmentationOutput(layers, valid, embeddings, is_visual)
 
 
 def retrieval(

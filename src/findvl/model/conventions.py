@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import typing
 
-from findvl.config import OFFICIAL_CONVENTIONS, ClassPrompt, ConventionsConfig
+from findvl.config import OFFICIAL_CONVENTIONS, ClassPrompt, ConventionsConfig, ImageQuery
 from findvl.model.sampler import CONVENTIONS
 
 CLASS_PROMPTS = typing.get_args(ClassPrompt)
+IMAGE_QUERIES = typing.get_args(ImageQuery)
 DESCRIBE_TEMPLATE = "Describe the concept of {}."
 STRIPPED_SUFFIXES = ("-other", "-merged", "-stuff")
 
@@ -38,6 +39,10 @@ def check_conventions(conventions: ConventionsConfig) -> ConventionsConfig:
         raise ValueError(
             f"conventions.class_prompt={conventions.class_prompt!r}: "
             f"expected one of {CLASS_PROMPTS}"
+        )
+    if conventions.image_query not in IMAGE_QUERIES:
+        raise ValueError(
+            f"conventions.image_query={conventions.image_query!r}: expected one of {IMAGE_QUERIES}"
         )
     cap = conventions.grounding_scale_cap
     if cap is not None and not cap > 0:

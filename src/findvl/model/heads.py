@@ -26,10 +26,15 @@ class FindHeads(nn.Module):
         hidden_dim: interface width D.
         dim_proj: semantic space size P.
         mask_dim: pixel space size M (channels of ``mask_features``).
+        pool_image_query: re-compute the image query as attention pooling of the object
+            proposals (FIND's); False: the image query's own output.
     """
 
-    def __init__(self, *, hidden_dim: int, dim_proj: int, mask_dim: int) -> None:
+    def __init__(
+        self, *, hidden_dim: int, dim_proj: int, mask_dim: int, pool_image_query: bool = True
+    ) -> None:
         super().__init__()
+        self.pool_image_query = pool_image_query
         self.decoder_norm = nn.LayerNorm(hidden_dim)
         self.class_embed = nn.Parameter(torch.empty(hidden_dim, dim_proj))
         nn.init.trunc_normal_(self.class_embed, std=0.02)
@@ -67,7 +72,7 @@ class FindHeads(nn.Module):
     ) -> dict[str, SlotPrediction]:
         """``xs[k] [B,n_k,D]`` for each output slot -> ``{key: SlotPrediction}``."""
         normed = {s.key: self.decoder_norm(x) for s, x in zip(slots, xs)}
-        if OBJECT_PROPOSALS in normed and IMAGE_QUERY in normed:
+        if self.pool_image_query and OBJECT_PROPOSALS in normed and IMAGE_QUERY in normed:
             normed[IMAGE_QUERY] = pool_image_query(normed[IMAGE_QUERY], normed[OBJECT_PROPOSALS])
         out = {}
         for s in slots:

@@ -80,12 +80,15 @@ class TaskSlots:
         is_visual: per image, per entity: given as a visual reference (interleaved tasks).
         prompt_regions: ``([B,T,h,w], [B,T,h,w])`` positive and negative prompt coverage at
             mask resolution, for the click agreement (:mod:`findvl.model.agreement`), or None.
+        sentences: ``[B,T,D]`` each target text's projected end-of-text token, where the
+            scores read them instead of the target queries (``conventions.grounding_query``).
     """
 
     slots: list[SlotInput]
     previous_mask: torch.Tensor | None = None
     is_visual: list[list[bool]] | None = None
     prompt_regions: tuple[torch.Tensor, torch.Tensor] | None = None
+    sentences: torch.Tensor | None = None
 
     def valid(self, key: str) -> torch.Tensor:
         """``[B,n]`` validity of the slot ``key``."""
