@@ -12,7 +12,6 @@ from findvl.config import LanguageConfig, ModelConfig, VisionConfig
 from findvl.encoders.language import LanguageEncoder, TinyLanguageEncoder
 from findvl.encoders.pixel_decoder import PixelDecoder
 from findvl.encoders.vision import TinyBackbone, VisionEncoder
-from findvl.model.conventions import check_conventions
 from findvl.model.find import FindModel
 from findvl.model.heads import FindHeads
 from findvl.model.interface import FindInterface
@@ -143,7 +142,7 @@ def build_model(config: ModelConfig) -> FindModel:
             hidden_dim=it.hidden_dim,
             dim_proj=it.dim_proj,
             mask_dim=pd.mask_dim,
-            pool_image_query=check_conventions(config.conventions).image_query == "pooled",
+            pool_image_query=config.conventions.image_query == "pooled",
         ),
     )
     model = FindModel(

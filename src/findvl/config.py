@@ -163,18 +163,16 @@ class ModelConfig:
                 f"pixel_decoder.conv_dim={pd.conv_dim} must equal "
                 f"interface.hidden_dim={it.hidden_dim}"
             )
-        if self.conventions.class_table == "text" and it.dim_proj != it.hidden_dim:
-            raise ValueError(
-                f"conventions.class_table='text' reads class embeddings from the projected "
-                f"text tokens (interface.hidden_dim={it.hidden_dim} wide): interface.dim_proj="
-                f"{it.dim_proj} must equal it"
-            )
-        if self.conventions.grounding_query == "text" and it.dim_proj != it.hidden_dim:
-            raise ValueError(
-                f"conventions.grounding_query='text' scores phrases by their projected text "
-                f"tokens (interface.hidden_dim={it.hidden_dim} wide): interface.dim_proj="
-                f"{it.dim_proj} must equal it"
-            )
+        for key, reads in (
+            ("class_table", "reads class embeddings from"),
+            ("grounding_query", "scores phrases by"),
+        ):
+            if getattr(self.conventions, key) == "text" and it.dim_proj != it.hidden_dim:
+                raise ValueError(
+                    f"conventions.{key}='text' {reads} the projected text tokens "
+                    f"(interface.hidden_dim={it.hidden_dim} wide): interface.dim_proj="
+                    f"{it.dim_proj} must equal it"
+                )
         if self.vision.kind == "official" and not self.vision.backbone:
             raise ValueError("vision.backbone: required when vision.kind is 'official'")
         cap = self.conventions.grounding_scale_cap

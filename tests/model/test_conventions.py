@@ -135,12 +135,14 @@ def test_image_query_pooled_or_attended() -> None:
         assert not torch.allclose(a.image, b.image, atol=1e-3)
         assert not torch.allclose(b.image[0], b.image[1], atol=1e-4)
         # pooled: a mix of the proposals' semantic embeddings (inside their convex hull)
-        objects = pooled(images, request).image_text_retrieval.layers[-1].objects
+        objects = a.objects
         assert objects is not None
         low, high = objects.min(1).values, objects.max(1).values
         assert bool(((a.image >= low - 1e-5) & (a.image <= high + 1e-5)).all())
     with pytest.raises(ValueError, match="conventions.image_query='mean'"):
         check_conventions(ConventionsConfig(image_query="mean"))
+    with pytest.raises(ValueError, match="conventions.grounding_query='phrase'"):
+        check_conventions(ConventionsConfig(grounding_query="phrase"))
     config.conventions = dataclasses.replace(config.conventions, image_query="mean")
     with pytest.raises(ValueError, match="conventions.image_query='mean'"):
         build_model(config)

@@ -16,11 +16,21 @@ from __future__ import annotations
 
 import typing
 
-from findvl.config import OFFICIAL_CONVENTIONS, ClassPrompt, ConventionsConfig, ImageQuery
+from findvl.config import (
+    OFFICIAL_CONVENTIONS,
+    ClassPrompt,
+    ConventionsConfig,
+    GroundingQuery,
+    ImageQuery,
+)
 from findvl.model.sampler import CONVENTIONS
 
 CLASS_PROMPTS = typing.get_args(ClassPrompt)
-IMAGE_QUERIES = typing.get_args(ImageQuery)
+#: Conventions that choose between two embeddings, and their choices.
+EMBEDDING_CHOICES = {
+    "image_query": typing.get_args(ImageQuery),
+    "grounding_query": typing.get_args(GroundingQuery),
+}
 DESCRIBE_TEMPLATE = "Describe the concept of {}."
 STRIPPED_SUFFIXES = ("-other", "-merged", "-stuff")
 
@@ -40,10 +50,11 @@ def check_conventions(conventions: ConventionsConfig) -> ConventionsConfig:
             f"conventions.class_prompt={conventions.class_prompt!r}: "
             f"expected one of {CLASS_PROMPTS}"
         )
-    if conventions.image_query not in IMAGE_QUERIES:
-        raise ValueError(
-            f"conventions.image_query={conventions.image_query!r}: expected one of {IMAGE_QUERIES}"
-        )
+    for key, allowed in EMBEDDING_CHOICES.items():
+        if getattr(conventions, key) not in allowed:
+            raise ValueError(
+                f"conventions.{key}={getattr(conventions, key)!r}: expected one of {allowed}"
+            )
     cap = conventions.grounding_scale_cap
     if cap is not None and not cap > 0:
         raise ValueError(f"conventions.grounding_scale_cap={cap!r}: expected a positive number")

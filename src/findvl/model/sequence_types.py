@@ -101,6 +101,11 @@ class ProjectedText:
     mask: torch.Tensor
     offsets: torch.Tensor
 
+    def end_of_text(self) -> torch.Tensor:
+        """``[T,D]``: each text's last token (CLIP's end-of-text token, its sentence feature)."""
+        rows = torch.arange(self.features.shape[0], device=self.mask.device)
+        return self.features[rows, self.mask.sum(1) - 1]
+
 
 @dataclass
 class SpatialSource:

@@ -55,8 +55,7 @@ def class_embeddings(model: TaskModel, classes: list[str]) -> torch.Tensor:
 def _class_pass(model: TaskModel, names: list[str]) -> torch.Tensor:
     text = model.encode_text(names, f"{NAME}.classes")
     if model.conventions.class_table == "text":  # the projected end-of-text tokens  [K,D]
-        last = text.mask.sum(1) - 1
-        return text.features[torch.arange(len(names), device=last.device), last]
+        return text.end_of_text()
     pset = prototype_set([NAME], model.variant)
     k = len(names)
     seq = [

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import torch
-
 from findvl.model import assemble
 from findvl.model.assemble import cosine_logits
 from findvl.model.outputs import TargetedSegmentationOutput
@@ -31,7 +29,7 @@ def slots(model: TaskModel, context: SlotContext, request: GroundedSegmentation)
     queries = query_slot(model.interface, QUERIES, [len(p) for p in request.phrases])
     sentences = None
     if model.conventions.grounding_query == "text":
-        last = text.features[torch.arange(len(flat), device=text.mask.device), text.mask.sum(1) - 1]
+        last = text.end_of_text()  # TxD
         sentences = last.new_zeros(*queries.valid.shape, last.shape[-1])  # BxTxD
         sentences[queries.valid] = last
     return TaskSlots(
