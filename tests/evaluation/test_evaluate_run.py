@@ -99,3 +99,39 @@ def test_prediction_files_reproduce_the_numbers(results):
 def test_unknown_task_is_rejected(world, tiny_model):
     with pytest.raises(ValueError, match="tasks: unknown task 'nope'"):
         evaluate_run(tiny_model(), None, None, world, "val", tasks=("nope",), progress=False)
+
+
+def test_paper_variant_evaluates_interleave_retrieval_on_its_image_embeddings(world):
+    """Table 1's interleave retrieval has no object proposals: the interleave score compares
+    the entities with each image's own embedding, as an index without objects does."""
+    import dataclasses
+
+    import torch
+
+    from findvl.build import build_model, find_tiny_config
+    from findvl.predictor import FindPredictor
+
+    config = find_tiny_config()
+    config = dataclasses.replace(
+        config, interface=dataclasses.replace(config.interface, variant="paper")
+    )
+    torch.manual_seed(0)
+    model = build_model(config).eval()
+    got = evaluate_run(
+        model,
+        None,
+        None,
+        world,
+        "val",
+        tasks=("interleave",),
+        batch_size=3,
+        progress=False,
+        threads=1,
+    )
+    for key in ("IR@1", "IR@5", "IR@10"):
+        assert 0.0 <= got["interleave_retrieval"][key] <= 100.0
+    predictor = FindPredictor(model)
+    predictor.set_image(torch.zeros(3, 32, 32, dtype=torch.uint8))
+    objects = predictor.embed_objects()
+    assert objects.shape == (1, config.interface.dim_proj)
+    torch.testing.assert_close(objects[0], predictor.embed_image())

@@ -174,7 +174,7 @@ class InterleaveTask:
         if not self.long and r == 0:
             final, rows = out.interleave_retrieval, slice(offset, offset + len(unit.rows))
             got.images = final.final.image[rows].float().cpu().numpy()
-            got.objects = final.objects[rows].float().cpu().numpy()
+            got.objects = final.scored_objects()[rows].float().cpu().numpy()
         for b, k, query in captions:
             row, n = offset + b, len(query.segment_ids)
             caption = _CaptionResult(b, k, query, masks_on_original(best[row, :n], out, row))

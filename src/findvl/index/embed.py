@@ -52,7 +52,7 @@ def embed_images(model, images: list[torch.Tensor]) -> tuple[np.ndarray, np.ndar
     result = out.image_text_retrieval
     return (
         result.final.image.float().cpu().numpy(),
-        result.objects.float().cpu().numpy(),
+        result.scored_objects().float().cpu().numpy(),
     )
 
 

@@ -186,6 +186,13 @@ class RetrievalOutput:
         entity↔object term of the interleave score); None when not computed."""
         return self.final.objects
 
+    def scored_objects(self) -> torch.Tensor:
+        """``[B,N,P]`` what the interleave score compares entities with: the object proposals'
+        embeddings, or ``[B,1,P]`` the image embedding itself where the prototypes give the
+        task none (the ``paper`` variant), as an index without objects scores its images."""
+        objects = self.objects
+        return self.final.image[:, None] if objects is None else objects
+
 
 @dataclass
 class FindOutput:

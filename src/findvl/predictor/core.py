@@ -329,7 +329,7 @@ class FindPredictor:
         with self._lock:
             if "retrieval" not in encoded.cache:
                 out = self._run(ImageTextRetrieval(["image"]), encoded).image_text_retrieval
-                encoded.cache["retrieval"] = (out.final.image[0], out.objects[0])
+                encoded.cache["retrieval"] = (out.final.image[0], out.scored_objects()[0])
             return encoded.cache["retrieval"]
 
     def embed_image(self) -> torch.Tensor:
@@ -340,7 +340,8 @@ class FindPredictor:
         return self._retrieval_pass(self.encoded)[0]
 
     def embed_objects(self) -> torch.Tensor:
-        """``[N,P]`` semantic embeddings of the object proposals (interleave rerank term)."""
+        """``[N,P]`` semantic embeddings of the object proposals (interleave rerank term; the
+        image embedding alone, ``[1,P]``, where the prototypes give retrieval no proposals)."""
         return self._retrieval_pass(self.encoded)[1]
 
     def _caption(self, caption: str) -> torch.Tensor:
