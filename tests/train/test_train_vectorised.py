@@ -187,3 +187,32 @@ def test_batched_criterion_equals_reference_on_the_tiny_model(tmp_path):
         grads = torch.autograd.grad(terms["total"], params, retain_graph=True, allow_unused=True)
         results.append((terms, grads))
     assert_same_terms_and_grads(*results, grad_rtol=1e-5)  # every segmentation term is there
+
+
+def test_initial_choice_weights_only_the_initial_layers_choice(tmp_path):
+    """``initial_choice`` scales the proposal-choice CE of layer 0 (the learned inputs' scores,
+    the same for every prompt) and nothing else: at 0 those scores get no gradient and every
+    choice term loses exactly its layer-0 share; mask terms are unchanged."""
+    base = '{"num_points": 64, "match_points": 64'
+    trainer, examples, requests = tiny_batch(tmp_path, base + "}")
+    out = trainer.model(
+        [ex.image for ex in examples], requests, generator=torch.Generator().manual_seed(0)
+    )
+    terms = {}
+    for weight in (1.0, 0.5, 0.0):
+        criterion = FindCriterion(
+            LossWeights.from_dict({"num_points": 64, "match_points": 64, "initial_choice": weight}),
+            match_every_layer=False,
+        )
+        terms[weight] = criterion(out, examples, torch.Generator().manual_seed(1))
+    for name in ("grounding", "interactive", "interleave"):
+        full, half, none = (terms[w][f"{name}_ce"].detach() for w in (1.0, 0.5, 0.0))
+        assert float(full) > float(none) > 0  # the initial layer had a share; the others stay
+        torch.testing.assert_close(half, (full + none) / 2)  # linear in the weight
+        for part in ("bce", "dice"):
+            torch.testing.assert_close(terms[0.0][f"{name}_{part}"], terms[1.0][f"{name}_{part}"])
+    torch.testing.assert_close(terms[0.0]["class_ce"], terms[1.0]["class_ce"])
+    initial = out.grounded_segmentation.layers[0].logits
+    final = out.grounded_segmentation.layers[-1].logits
+    g0, g1 = torch.autograd.grad(terms[0.0]["grounding_ce"], (initial, final))
+    assert float(g0.abs().sum()) == 0.0 and float(g1.abs().sum()) > 0

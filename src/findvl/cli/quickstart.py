@@ -17,7 +17,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=None,
         help="train exactly this many steps (default: findvl.quickstart.QUICKSTART_STEPS, "
-        "the same on every machine; ~13 min in all on 2 CPU cores)",
+        "the same on every machine; ~11 min in all on 2 idle CPU cores)",
     )
     budget.add_argument(
         "--minutes",

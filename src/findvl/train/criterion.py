@@ -353,6 +353,9 @@ class FindCriterion:
             groups=[_text_groups(ex.phrases) for ex in examples] if grounding else None,
             image_weights=[w / len(examples) for w in weights],
         )
+        if self.w.initial_choice != 1.0:  # the initial layer is the last of ``layers``
+            initial = rows >= (len(layers) - 1) * logits.shape[1] * logits.shape[2]
+            row_weights = torch.where(initial, row_weights * self.w.initial_choice, row_weights)
         device = logits.device
         if self.w.choice_iou_temperature > 0:
             dense = masks.detached_dense().unflatten(0, logits.shape[:2])  # LxBxNxHxW

@@ -54,6 +54,11 @@ class LossWeights:
     # 0: a proposal-choice CE targets the Hungarian match only (FIND); t > 0: its target is
     # softmax(IoU / t) over every proposal's mask against the target (better masks, more mass)
     choice_iou_temperature: float = 0.0
+    # weight of the proposal-choice CE of the initial predictions (layer 0, before any interface
+    # layer): their scores come from the learned queries alone, the same for every image and
+    # every prompt, so that CE can only teach which proposal slots are matched most often.
+    # 1: kept with the others (FIND's deep supervision); 0: left out
+    initial_choice: float = 1.0
     num_points: int = 12544  # importance-sampled points per mask for the mask losses
     match_points: int = 12544  # uniform points per image for the matching costs
     oversample_ratio: float = 3.0  # PointRend candidates per kept point
