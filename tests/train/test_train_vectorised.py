@@ -152,8 +152,9 @@ def _leaves(out):
 
 @pytest.mark.parametrize("every_layer", [False, True])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_batched_criterion_equals_per_image_reference(every_layer, seed):
-    weights = LossWeights(num_points=48)
+@pytest.mark.parametrize("initial_choice", [1.0, 0.0])
+def test_batched_criterion_equals_per_image_reference(every_layer, seed, initial_choice):
+    weights = LossWeights(num_points=48, initial_choice=initial_choice)
     results = []
     for criterion_type in (ReferenceCriterion, FindCriterion):
         out, examples = _batch(seed)

@@ -78,6 +78,8 @@ class ReferenceCriterion(FindCriterion):
                     weight = (
                         self.w.grounding_class if ex.phrases_are_classes else self.w.grounding_text
                     )
+                if layer is task.layers[0]:  # the learned queries' own scores
+                    weight = weight * self.w.initial_choice
                 ce = ce + weight * proposal_ce_loss(logits, dist.to(logits.device)) / len(examples)
                 pred.append(layer.masks[b][m.pred_idx])
                 gt.append(target_masks[m.tgt_idx])
