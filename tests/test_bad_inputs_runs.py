@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -167,6 +168,36 @@ def test_second_writer_of_a_run_directory_is_refused(dataset, tmp_path, capsys):
     lock = RunLock(run)  # released with the process that held it
     lock.acquire()
     lock.release()
+
+
+def test_a_killed_writers_forked_children_do_not_keep_its_lock(tmp_path):
+    """DataLoader workers are forked from the training process and outlive it for a few
+    seconds when it is killed: the run directory must be free as soon as the writer is gone.
+    Within one process a second holder is refused too."""
+    run = tmp_path / "run"
+    code = (
+        "import os, sys, time\nfrom findvl.train.run_lock import RunLock\n"
+        f"lock = RunLock({str(run)!r})\nlock.acquire()\n"
+        "child = os.fork()\n"
+        "if child == 0:\n    time.sleep(60)\n    os._exit(0)\n"
+        "print(child, flush=True)\ntime.sleep(60)"
+    )
+    writer = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    child = int(writer.stdout.readline())
+    try:
+        with pytest.raises(RunLocked, match=f"pid {writer.pid}"):
+            RunLock(run).acquire()
+        writer.kill()
+        writer.wait()
+        os.kill(child, 0)  # the forked child still runs
+        lock = RunLock(run)
+        lock.acquire()
+        with pytest.raises(RunLocked, match=f"pid {os.getpid()}"):
+            RunLock(run).acquire()
+        lock.release()
+        RunLock(run).acquire()
+    finally:
+        os.kill(child, signal.SIGKILL)
 
 
 def _rewrite_model_config(ckpt: Path, edit) -> None:
