@@ -39,6 +39,7 @@ class RunLock:
     def __init__(self, run_dir: str | Path) -> None:
         self.path = Path(run_dir) / LOCK_NAME
         self._fd: int | None = None
+        self._key: Path | None = None  # the resolved lock path in ``_HELD`` while held
 
     @property
     def held(self) -> bool:
@@ -70,7 +71,7 @@ class RunLock:
             raise self._refuse(owner) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
-        self._fd = fd
+        self._fd, self._key = fd, key
         _HELD.add(key)
 
     def release(self) -> None:
@@ -78,7 +79,7 @@ class RunLock:
         if self._fd is None:
             return
         fd, self._fd = self._fd, None
-        _HELD.discard(self.path.resolve())
+        _HELD.discard(self._key)
         fcntl.lockf(fd, fcntl.LOCK_UN)
         os.close(fd)
 
