@@ -1,7 +1,9 @@
 """End-to-end smoke test of the main job (slow: it trains and evaluates), and the predictor
 against the batched forward. The prediction commands on a run: ``tests/cli/test_cli_predict.py``."""
 
+import dataclasses
 import json
+import time
 
 import pytest
 import torch
@@ -9,7 +11,7 @@ import torch
 from findvl.build import build_preset
 from findvl.model.requests import GroundedSegmentation, InteractiveSegmentation
 from findvl.predictor import FindPredictor
-from findvl.quickstart import QuickstartConfig, run_quickstart
+from findvl.quickstart import QuickstartConfig, make_world, run_quickstart, train
 
 KEYS = [
     "panoptic.PQ",
@@ -98,3 +100,19 @@ def test_same_seed_same_metrics(quickstart, tmp_path):
         metrics.pop(timing, None)
         second.pop(timing, None)
     assert json.loads(json.dumps(metrics)) == json.loads(json.dumps(second))
+
+
+def test_quickstart_settings_can_be_overridden_schedule_included(tmp_path):
+    """``--set`` reaches the training's config after the quickstart's own settings, the
+    learning-rate schedule as well (it was once assigned after the overrides)."""
+    base = QuickstartConfig(out=tmp_path / "a", train_images=4, val_images=2, batch_size=2, steps=1)
+    cosine = dataclasses.replace(
+        base, out=tmp_path / "b", overrides=('optim.schedule="cosine"', "optim.lr=0.0005")
+    )
+    schedules = {}
+    for cfg in (base, cosine):
+        trainer, _ = train(cfg, make_world(cfg, progress=False), time.time(), progress=False)
+        schedules[cfg.out.name] = (trainer.config.optim.schedule, trainer.config.optim.lr)
+        saved = json.loads((cfg.out / "run" / "config.json").read_text())
+        assert saved["optim"]["schedule"] == schedules[cfg.out.name][0]
+    assert schedules == {"a": ("multistep", 0.001), "b": ("cosine", 0.0005)}

@@ -37,6 +37,7 @@ QUICKSTART_OVERRIDES = [
     "optim.lr=0.001",
     "optim.clip_grad_norm=1.0",
     "optim.warmup_steps=20",
+    'optim.schedule="multistep"',
     "match_every_layer=false",
     # FIND's weights (class 2, proposal-choice CE 0.4 against mask BCE + dice 5 + 5) were set
     # for COCO over 20+ epochs; in 700 steps the choice of a proposal hardly learns with them
@@ -125,7 +126,6 @@ def train(
         seed=cfg.seed,
         device=cfg.device,
     )
-    config.optim.schedule = "multistep"
     trainer = Trainer(config, cfg.out / "run", progress=progress)
     if cfg.steps is None:
         trainer.train_step()  # warm-up: one-off costs are not part of the rate

@@ -40,7 +40,7 @@ CAPTIONS = [
 
 
 def _off_diagonal_cos(x: torch.Tensor) -> float:
-    x = F.normalize(x, dim=-1)
+    x = F.normalize(x.detach(), dim=-1)
     n = x.shape[0]
     return float(((x @ x.T).sum() - n) / (n * n - n))
 
