@@ -1,6 +1,6 @@
 """Which captions does image-text retrieval fail on? Recall@1 by the caption's place in its image.
 
-    python benchmarks/retrieval_by_caption.py --run RUN --data DIR [--images 100]
+    python benchmarks/retrieval_by_caption.py --run RUN --data DIR [--images 100] [--split train]
     python benchmarks/retrieval_by_caption.py        # make demo's run, runs/quickstart
 
 Every val image and every caption is embedded as ``findvl evaluate`` embeds them (one
@@ -9,8 +9,12 @@ rides with does not matter). Caption -> image R@1 is given for all captions and 
 for the k-th caption of each image: the synthetic world writes an image's captions in a fixed
 order (0: what and over which backgrounds, with counts; 1: every shape with its colour; 2: one
 relation between two shapes), so k tells which kind of caption is found and which is not.
-Image -> caption R@1 counts a hit when the best caption is any of the image's own. One JSON
-line.
+``--split train`` measures the same on training images (the quickstart's train split is
+generated with the val split's colour x shape pairs held out): what training reached, against
+what carries over to new combinations.
+Image -> caption R@1 counts a hit when the best caption is any of the image's own. The swap
+accuracy asks whether the model binds colours to shapes: how often an image scores its own
+caption above the same caption with two colours swapped (chance 50%). One JSON line.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from findvl.data.hard_negatives import swap_colours
 from findvl.data.readers.dataset import load_dataset
 from findvl.evaluation.common import load_image
 from findvl.model.requests import ImageTextRetrieval
@@ -58,6 +63,39 @@ def embed(model, samples) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
     )
 
 
+@torch.no_grad()
+def swap_accuracy(model, samples, images: np.ndarray) -> dict:
+    """How often an image scores its own caption above the same caption with two colours
+    swapped (:func:`findvl.data.hard_negatives.swap_colours`), by caption place (chance 50%)."""
+    wins: dict[int, list[bool]] = {}
+    for start in range(0, len(samples), BATCH):
+        batch = samples[start : start + BATCH]
+        pixels = [load_image(s) for s in batch]
+        for k in range(max(len(s.captions) for s in batch)):
+            pairs = [
+                (b, s.captions[k], swap_colours(s.captions[k]))
+                for b, s in enumerate(batch)
+                if k < len(s.captions)
+            ]
+            pairs = [p for p in pairs if p[2] is not None and p[2] not in batch[p[0]].captions]
+            if not pairs:
+                continue
+            texts = ["a photo"] * len(batch)
+            more = [[] for _ in batch]
+            for b, true, swapped in pairs:
+                texts[b], more[b] = true, [swapped]
+            final = model(pixels, [ImageTextRetrieval(texts, more)]).image_text_retrieval.final
+            unit = torch.nn.functional.normalize
+            query, swaps = unit(final.query.float(), dim=-1), unit(final.more[:, 0].float(), dim=-1)
+            for b, _, _ in pairs:
+                image = torch.from_numpy(images[start + b])
+                wins.setdefault(k, []).append(bool(image @ query[b] > image @ swaps[b]))
+    return {
+        f"swap accuracy caption {k}": round(100 * float(np.mean(v)), 1)
+        for k, v in sorted(wins.items())
+    }
+
+
 def measure(model, samples) -> dict:
     images, captions, owner, place = embed(model, samples)
     scores = captions @ images.T  # [C,I]
@@ -67,7 +105,7 @@ def measure(model, samples) -> dict:
         result[f"IR@1 caption {k}"] = round(100 * float(hit[place == k].mean()), 1)
     best = scores.argmax(0)  # per image, its best caption
     result["TR@1"] = round(100 * float((owner[best] == np.arange(len(images))).mean()), 1)
-    return result
+    return result | swap_accuracy(model, samples, images)
 
 
 def main() -> None:
@@ -75,10 +113,20 @@ def main() -> None:
     parser.add_argument("--run", type=Path, default=DEMO / "run")
     parser.add_argument("--data", type=Path, default=DEMO / "data")
     parser.add_argument("--images", type=int, default=100)
+    parser.add_argument("--split", default="val")
     args = parser.parse_args()
     model = load_run(args.run).model.eval()
-    samples = load_dataset(args.data, "val")[: args.images]
-    print(json.dumps({"run": str(args.run), "images": len(samples), **measure(model, samples)}))
+    samples = load_dataset(args.data, args.split)[: args.images]
+    print(
+        json.dumps(
+            {
+                "run": str(args.run),
+                "split": args.split,
+                "images": len(samples),
+                **measure(model, samples),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

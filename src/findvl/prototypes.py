@@ -297,15 +297,20 @@ def get_prototype(task: str, variant: str = DEFAULT_VARIANT) -> Prototype:
 #: Content-attention pairs between a query/token group and a token group that also match ids:
 #: a spatial query sees only its own prompt's tokens, a description query only its phrase's
 #: tokens, an entity query only its entity's tokens, an interleave token only the visual
-#: reference tokens of its own entity.
+#: reference tokens of its own entity, a caption query only its own caption's tokens.
 ID_MATCHED = frozenset(
     {
         ("q.spatial", "t.spatial"),
         ("q.description", "t.description"),
         ("q.entity", "t.interleave"),
         ("t.interleave", "t.spatial"),
+        ("q.caption", "t.caption"),
     }
 )
+
+#: Conditional-attention pairs that also match ids: several captions of one image (training's
+#: further captions) are embedded apart, each as if it were the image's only one.
+CONDITION_ID_MATCHED = frozenset({("q.caption", "q.caption"), ("t.caption", "t.caption")})
 
 
 @dataclass(frozen=True)
@@ -360,6 +365,10 @@ class PrototypeSet:
     def id_matched(self, row_key: str, col_key: str) -> bool:
         """Whether content attention from ``row_key`` to ``col_key`` also requires equal ids."""
         return (row_key.split("/")[-1], col_key.split("/")[-1]) in ID_MATCHED
+
+    def condition_id_matched(self, row_key: str, col_key: str) -> bool:
+        """Whether conditional attention from ``row_key`` to ``col_key`` requires equal ids."""
+        return (row_key.split("/")[-1], col_key.split("/")[-1]) in CONDITION_ID_MATCHED
 
 
 def prototype_set(tasks: list[str], variant: str = DEFAULT_VARIANT) -> PrototypeSet:

@@ -150,6 +150,33 @@ def test_outputs_unchanged_by_extra_sequence_padding(model, images):
     )
 
 
+def test_captions_riding_with_an_image_are_embedded_as_if_alone(model, images):
+    """Several captions of one image (``ImageTextRetrieval.more``) do not see each other: each
+    gets the embedding it gets as the image's only caption, and the image's is unchanged."""
+    imgs = images([(64, 64), (48, 64)], seed=5)
+    captions = [["a red circle", "two shapes: a blue square", "a large star"], ["grass", "sand"]]
+    with torch.no_grad():
+        alone = [
+            model(imgs, [ImageTextRetrieval([captions[0][k], captions[1][min(k, 1)]])])
+            for k in range(3)
+        ]
+        together = model(
+            imgs, [ImageTextRetrieval([c[0] for c in captions], [c[1:] for c in captions])]
+        )
+    final = together.image_text_retrieval.final
+    assert final.more.shape[:2] == (2, 2)
+    assert together.image_text_retrieval.more_valid.tolist() == [[True, True], [True, False]]
+    torch.testing.assert_close(final.image, alone[0].image_text_retrieval.final.image)
+    torch.testing.assert_close(final.query, alone[0].image_text_retrieval.final.query)
+    for k in (1, 2):
+        torch.testing.assert_close(
+            final.more[0, k - 1], alone[k].image_text_retrieval.final.query[0]
+        )
+    torch.testing.assert_close(final.more[1, 0], alone[1].image_text_retrieval.final.query[1])
+    with pytest.raises(ValueError, match="ImageTextRetrieval.more: 1 entries for 2 images"):
+        model(imgs, [ImageTextRetrieval(["a", "b"], [["c"]])])
+
+
 def test_interface_ignores_image_padding(model, images):
     """Padded image keys (marked invalid) never change the interface outputs."""
     from findvl.model.slots import query_slot, text_slot

@@ -8,12 +8,13 @@ example, derived from ``(seed, step, index)``, so a resumed run sees the same ex
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from findvl.data.hard_negatives import colour_swaps
 from findvl.data.prompts import sample_random_prompt
 from findvl.data.readers.dataset import Sample
 from findvl.images import read_image
@@ -33,7 +34,9 @@ class TrainExample:
             segment indices.
         phrases: grounding phrases (referring expressions, else class names);
             ``phrase_segments``; ``phrases_are_classes`` tells which kind they are.
-        caption: one caption of the image.
+        caption: one caption of the image; ``more_captions`` its other captions,
+            ``caption_negatives`` its captions with two colours swapped
+            (:mod:`findvl.data.hard_negatives`).
         entity_text: an entity caption; ``entity_spans`` character spans, ``entity_segments``,
             ``entity_strokes`` (a stroke on the entity's own object when the entity is given
             as a visual reference, else None).
@@ -57,6 +60,8 @@ class TrainExample:
     entity_strokes: list[torch.Tensor | None]
     prompt_negatives: list[torch.Tensor | None] | None = None
     previous: torch.Tensor | None = None
+    more_captions: list[str] = field(default_factory=list)
+    caption_negatives: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -151,9 +156,9 @@ def make_example(
         phrase_segments = [int(i) for i in picks]
         are_classes = True
 
-    caption = (
-        text(sample.captions[int(rng.integers(len(sample.captions)))]) if sample.captions else ""
-    )
+    picked = int(rng.integers(len(sample.captions))) if sample.captions else -1
+    caption = text(sample.captions[picked]) if sample.captions else ""
+    more_captions = [text(c) for i, c in enumerate(sample.captions) if i != picked]
     entity_text, spans, ent_segments, strokes = "", [], [], []
     usable = [c for c in sample.entities if any(p.segment_id in index_of for p in c.spans)]
     if usable:
@@ -182,4 +187,6 @@ def make_example(
         entity_spans=spans,
         entity_segments=ent_segments,
         entity_strokes=strokes,
+        more_captions=more_captions,
+        caption_negatives=colour_swaps([caption, *more_captions]) if caption else [],
     )

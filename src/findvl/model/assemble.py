@@ -91,19 +91,28 @@ def targeted(
 
 
 def retrieval(
-    out: InterfaceOutput, query_key: str, tokens: SlotInput | None = None
+    out: InterfaceOutput,
+    query_key: str,
+    tokens: SlotInput | None = None,
+    query_valid: torch.Tensor | None = None,
 ) -> RetrievalOutput:
     """Image embedding (pooled image query) and query embedding per layer, ``[B,P]`` each,
     with the layer's object proposals where the prototype has them; ``tokens``: the caption
-    tokens' slot, kept for the token-level training term."""
+    tokens' slot, kept for the token-level training term (the first caption's tokens).
+    ``query_valid [B,K]``: where the query slot holds ``K > 1`` queries per image, queries
+    ``1..`` are ``EmbeddingPair.more`` (``[B,K-1,P]``, valid where ``more_valid``)."""
+    more = query_valid is not None and query_valid.shape[1] > 1
     layers = [
         EmbeddingPair(
             layer[IMAGE_QUERY].semantic[:, 0],
             layer[query_key].semantic[:, 0],
             layer[OBJECT_PROPOSALS].semantic if OBJECT_PROPOSALS in layer else None,
+            layer[query_key].semantic[:, 1:] if more else None,
         )
         for layer in out.layers
     ]
+    more_valid = query_valid[:, 1:] if more else None
     if tokens is None:
-        return RetrievalOutput(layers)
-    return RetrievalOutput(layers, tokens.x, tokens.valid)
+        return RetrievalOutput(layers, more_valid=more_valid)
+    first = tokens.valid if tokens.ids is None else tokens.valid & (tokens.ids == 0)
+    return RetrievalOutput(layers, tokens.x, first, more_valid=more_valid)

@@ -99,7 +99,7 @@ class MaskBuilder:
             cols = []
             for c in self.slots:
                 if (r.key, c.key) in pairs:
-                    cols.append(_block(r, c, id_matched=False))
+                    cols.append(_block(r, c, self.pset.condition_id_matched(r.key, c.key)))
                 else:
                     cols.append(r.valid.new_zeros(r.valid.shape[0], r.x.shape[1], c.x.shape[1]))
             rows.append(torch.cat(cols, 2))

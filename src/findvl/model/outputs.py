@@ -159,6 +159,7 @@ class EmbeddingPair:
     image: torch.Tensor
     query: torch.Tensor
     objects: torch.Tensor | None = None
+    more: torch.Tensor | None = None  # [B,K,P] further queries per image (ImageTextRetrieval.more)
 
 
 @dataclass
@@ -170,11 +171,13 @@ class RetrievalOutput:
         tokens: ``[B,L,P]`` the projected tokens of each image's caption (image-text
             retrieval; for the token-level training term), or None.
         token_valid: ``[B,L]`` bool, True at tokens (with ``tokens``).
+        more_valid: ``[B,K]`` bool, which of ``EmbeddingPair.more`` are captions (None: none).
     """
 
     layers: list[EmbeddingPair]
     tokens: torch.Tensor | None = None
     token_valid: torch.Tensor | None = None
+    more_valid: torch.Tensor | None = None
 
     @property
     def final(self) -> EmbeddingPair:

@@ -127,9 +127,15 @@ class InteractiveSegmentation:
 
 @dataclass
 class ImageTextRetrieval:
-    """Embed each image and one caption per image (``captions[b]`` belongs to image b)."""
+    """Embed each image and one caption per image (``captions[b]`` belongs to image b).
+
+    ``more[b]``: further captions that ride with image b (empty, or one list per image), each
+    embedded on its own as ``captions[b]`` is (``RetrievalOutput`` ``EmbeddingPair.more``);
+    training uses them for the image's other captions and for hard negatives.
+    """
 
     captions: list[str]
+    more: list[list[str]] = field(default_factory=list)
 
 
 @dataclass

@@ -13,6 +13,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from findvl.data.hard_negatives import fix_article
+
 _WORD = re.compile(r"[A-Za-z]+")
 
 
@@ -41,18 +43,6 @@ class NegativeVocabulary:
         return cls(shapes=tuple(c.name for c in THING_CATEGORIES), colours=tuple(COLOURS))
 
 
-def _fix_article(text: str, start: int, word: str) -> str:
-    """``text[:start]`` with a trailing ``a``/``an`` made to agree with ``word``."""
-    match = re.search(r"\b(a|an|A|An)\s+$", text[:start])
-    if match is None:
-        return text[:start]
-    article = match.group(1)
-    wanted = "an" if word[:1].lower() in "aeiou" else "a"
-    if article[0].isupper():
-        wanted = wanted.capitalize()
-    return text[: match.start(1)] + wanted + text[match.end(1) : start]
-
-
 def swap_one_word(caption: str, words: Sequence[str], rng: random.Random, *, plurals: bool):
     """``caption`` with one occurrence of one of ``words`` replaced by a different one of them.
 
@@ -75,7 +65,7 @@ def swap_one_word(caption: str, words: Sequence[str], rng: random.Random, *, plu
     text = plural(new) if is_plural else new
     if hit.group()[0].isupper():
         text = text.capitalize()
-    return _fix_article(caption, hit.start(), text) + text + caption[hit.end() :]
+    return fix_article(caption, hit.start(), text) + text + caption[hit.end() :]
 
 
 def hard_negatives(

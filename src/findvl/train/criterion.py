@@ -33,7 +33,13 @@ from findvl.train.batched_losses import (
     matched_mask_losses,
     weighted_proposal_ce,
 )
-from findvl.train.losses import LossWeights, infonce, mask_losses, token_infonce
+from findvl.train.losses import (
+    LossWeights,
+    caption_infonce,
+    infonce,
+    mask_losses,
+    token_infonce,
+)
 from findvl.train.mask_logits import MaskLogits
 from findvl.train.matcher import HungarianMatcher, panoptic_class_costs, proposal_class_cost
 
@@ -47,15 +53,36 @@ TARGETED_TASKS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_requests(examples: list[TrainExample], class_names: list[str]) -> list:
-    """One request per task for a batch; a task is left out if some image has no target."""
+def caption_rows(
+    examples: list[TrainExample], *, captions: int = 1, negatives: int = 0
+) -> tuple[list[list[str]], list[int]]:
+    """Per image the captions that ride with its main one (``ImageTextRetrieval.more``):
+    up to ``captions - 1`` of its other captions, then up to ``negatives`` hard negatives;
+    and how many of them are true captions."""
+    rows, true = [], []
+    for ex in examples:
+        others = list(ex.more_captions[: max(0, captions - 1)])
+        rows.append(others + list(ex.caption_negatives[:negatives]))
+        true.append(len(others))
+    return rows, true
+
+
+def build_requests(
+    examples: list[TrainExample], class_names: list[str], *, captions: int = 1, negatives: int = 0
+) -> list:
+    """One request per task for a batch; a task is left out if some image has no target.
+
+    ``captions`` / ``negatives``: captions per image and hard negatives per image of the
+    image-caption term (:func:`caption_rows`; 1 and 0: one caption per image, as FIND)."""
     requests: list = [GenericSegmentation(list(class_names))]
     if all(ex.phrases for ex in examples):
         requests.append(GroundedSegmentation([list(ex.phrases) for ex in examples]))
     if all(ex.prompts for ex in examples):
         requests.append(_interactive(examples))
     if all(ex.caption for ex in examples):
-        requests.append(ImageTextRetrieval([ex.caption for ex in examples]))
+        more, _ = caption_rows(examples, captions=captions, negatives=negatives)
+        more = more if any(more) else []
+        requests.append(ImageTextRetrieval([ex.caption for ex in examples], more))
     if all(ex.entity_spans for ex in examples):
         texts = [
             InterleavedText(
@@ -269,7 +296,7 @@ class FindCriterion:
         scale = out.logit_scale
         retrieval = out.image_text_retrieval
         if retrieval is not None:
-            terms["retrieval"] = sum(infonce(p.image, p.query, scale) for p in retrieval.layers[1:])
+            terms["retrieval"] = self._retrieval(retrieval, examples, scale)
             if (
                 self.w.retrieval_tokens
                 and retrieval.tokens is not None
@@ -285,6 +312,27 @@ class FindCriterion:
             )
         terms["total"] = sum(getattr(self.w, k) * v for k, v in terms.items())
         return terms
+
+    def _retrieval(self, retrieval, examples, scale) -> torch.Tensor:
+        """Image-caption InfoNCE of every layer after the first; with further captions per
+        image (``RetrievalOutput.more_valid``) :func:`caption_infonce` over all of them."""
+        layers = retrieval.layers[1:]
+        if retrieval.more_valid is None:
+            return sum(infonce(p.image, p.query, scale) for p in layers)
+        valid = retrieval.more_valid
+        _, true = caption_rows(
+            examples, captions=self.w.retrieval_captions, negatives=self.w.retrieval_negatives
+        )
+        b = valid.shape[0]
+        rows = torch.arange(b, device=valid.device)
+        slot = torch.arange(valid.shape[1], device=valid.device)
+        is_true = slot[None] < torch.tensor(true, device=valid.device)[:, None]  # [B,K]
+        owner = torch.cat([rows, rows[:, None].expand_as(valid)[valid]])
+        positive = torch.cat([torch.ones_like(rows, dtype=torch.bool), is_true[valid]])
+        return sum(
+            caption_infonce(p.image, torch.cat([p.query, p.more[valid]]), owner, positive, scale)
+            for p in layers
+        )
 
     def _panoptic(self, out, examples, gts, generator):
         task = out.generic_segmentation

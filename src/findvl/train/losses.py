@@ -48,6 +48,12 @@ class LossWeights:
     retrieval: float = 8.0  # image-caption InfoNCE
     retrieval_tokens: float = 4.0  # object proposals vs caption tokens (FIND: 0.5 x retrieval)
     interleave_itc: float = 8.0  # interleaved query-image InfoNCE
+    # captions per image in the image-caption InfoNCE: 1 (FIND) is one random caption, more
+    # adds up to that many of the image's captions as further true pairs (caption_infonce)
+    retrieval_captions: int = 1
+    # hard negatives per image in image -> text: its captions with two colours swapped
+    # (findvl.data.hard_negatives); 0: none (FIND)
+    retrieval_negatives: int = 0
     interleave_ce: float = 0.4
     interleave_bce: float = 1.0
     interleave_dice: float = 1.0
@@ -327,6 +333,59 @@ def infonce(a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor) -> torc
     logits = scale * a @ b.T  # NxN, row i = a_i against every b
     labels = torch.arange(a.shape[0], device=a.device)
     return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
+
+
+def caption_infonce(
+    images: torch.Tensor,
+    captions: torch.Tensor,
+    owner: torch.Tensor,
+    positive: torch.Tensor,
+    logit_scale: torch.Tensor,
+) -> torch.Tensor:
+    """InfoNCE of images against several captions each, true ones and hard negatives.
+
+    Image -> text: each true caption of an image is one cross-entropy row over every caption,
+    with the image's other true captions left out of its denominator; text -> image: each
+    true caption against every image. Hard negatives (``positive`` False, e.g. a caption with
+    two attribute words swapped) are only further columns of image -> text. With one true
+    caption per image and no negatives this is :func:`infonce`. When ``torch.distributed`` is
+    initialised, images and captions of every process are gathered (as :func:`infonce`).
+
+    Args:
+        images: ``[B,D]`` image embeddings.
+        captions: ``[C,D]`` caption embeddings.
+        owner: ``[C]`` int64 index of each caption's image.
+        positive: ``[C]`` bool, True for the image's own captions, False for hard negatives.
+        logit_scale: scalar log temperature (as :func:`infonce`).
+
+    Returns:
+        ``(CE(image->text) + CE(text->image)) / 2``, each averaged over the true pairs.
+    """
+    if images.dim() != 2 or captions.dim() != 2 or owner.shape != positive.shape:
+        raise ValueError(
+            f"images [B,D], captions [C,D], owner and positive [C] expected, got "
+            f"{tuple(images.shape)}, {tuple(captions.shape)}, {tuple(owner.shape)}, "
+            f"{tuple(positive.shape)}"
+        )
+    images = F.normalize(images.float(), dim=-1)
+    captions = F.normalize(captions.float(), dim=-1)
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        images, offset = _gather_rows(images)
+        captions, _ = _gather_rows(captions)
+        owner, _ = _gather_rows((owner + offset)[:, None].to(captions))
+        positive, _ = _gather_rows(positive[:, None].to(captions))
+        owner, positive = owner[:, 0].long(), positive[:, 0] > 0.5
+    true = positive.nonzero()[:, 0]
+    if images.shape[0] == 0 or true.numel() == 0:
+        return (images.sum() + captions.sum() + logit_scale) * 0.0
+    scale = logit_scale.float().exp().clamp(max=100.0)
+    logits = scale * images @ captions.T  # [B,C]
+    rows = logits[owner[true]]  # [T,C]: each true pair's image against every caption
+    own = (owner[None, :] == owner[true][:, None]) & positive[None, :]
+    own[torch.arange(true.numel(), device=own.device), true] = False  # keep the target itself
+    image_to_text = F.cross_entropy(rows.masked_fill(own, float("-inf")), true)
+    text_to_image = F.cross_entropy(logits.T[true], owner[true])
+    return 0.5 * (image_to_text + text_to_image)
 
 
 def token_infonce(

@@ -201,7 +201,12 @@ class Trainer:
                     generator=_generator(c.seed, self.step, micro, self.rank, 2),
                     features=features,
                 )
-            requests = build_requests(examples, self.vocab.names)
+            requests = build_requests(
+                examples,
+                self.vocab.names,
+                captions=self.weights.retrieval_captions,
+                negatives=self.weights.retrieval_negatives,
+            )
             if self.world > 1:
                 requests = _common_requests(requests, self.info.device)
             amp = (
