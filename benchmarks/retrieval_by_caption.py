@@ -14,7 +14,9 @@ generated with the val split's colour x shape pairs held out): what training rea
 what carries over to new combinations.
 Image -> caption R@1 counts a hit when the best caption is any of the image's own. The swap
 accuracy asks whether the model binds colours to shapes: how often an image scores its own
-caption above the same caption with two colours swapped (chance 50%). One JSON line.
+caption above the same caption with two colours swapped (chance 50%), and the cosine of a
+caption and its swap for the interface's caption query and for the frozen text tower's
+sentence feature (its end-of-text token): near 1, a bag of words. One JSON line.
 """
 
 from __future__ import annotations
@@ -66,8 +68,10 @@ def embed(model, samples) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
 @torch.no_grad()
 def swap_accuracy(model, samples, images: np.ndarray) -> dict:
     """How often an image scores its own caption above the same caption with two colours
-    swapped (:func:`findvl.data.hard_negatives.swap_colours`), by caption place (chance 50%)."""
+    swapped (:func:`findvl.data.hard_negatives.swap_colours`), by caption place (chance 50%),
+    and the mean cosine of a caption and its swap (caption query; frozen text tower)."""
     wins: dict[int, list[bool]] = {}
+    cosines: dict[str, list[float]] = {"caption query": [], "frozen text tower": []}
     for start in range(0, len(samples), BATCH):
         batch = samples[start : start + BATCH]
         pixels = [load_image(s) for s in batch]
@@ -87,12 +91,20 @@ def swap_accuracy(model, samples, images: np.ndarray) -> dict:
             final = model(pixels, [ImageTextRetrieval(texts, more)]).image_text_retrieval.final
             unit = torch.nn.functional.normalize
             query, swaps = unit(final.query.float(), dim=-1), unit(final.more[:, 0].float(), dim=-1)
-            for b, _, _ in pairs:
+            frozen = model.language.encode([t for _, t, w in pairs for t in (t, w)])
+            last = frozen.features[torch.arange(len(frozen.mask)), frozen.mask.sum(1) - 1]
+            last = unit(last.float(), dim=-1)
+            for i, (b, _, _) in enumerate(pairs):
                 image = torch.from_numpy(images[start + b])
                 wins.setdefault(k, []).append(bool(image @ query[b] > image @ swaps[b]))
+                cosines["caption query"].append(float(query[b] @ swaps[b]))
+                cosines["frozen text tower"].append(float(last[2 * i] @ last[2 * i + 1]))
     return {
-        f"swap accuracy caption {k}": round(100 * float(np.mean(v)), 1)
-        for k, v in sorted(wins.items())
+        **{
+            f"swap accuracy caption {k}": round(100 * float(np.mean(v)), 1)
+            for k, v in sorted(wins.items())
+        },
+        **{f"cos(caption, swap) {k}": round(float(np.mean(v)), 5) for k, v in cosines.items()},
     }
 
 
