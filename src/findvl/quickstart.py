@@ -28,8 +28,8 @@ from findvl.train.config import train_config
 from findvl.train.optim import ScheduleConfig, build_scheduler
 from findvl.train.trainer import Trainer
 
-#: Steps of ``make demo``: 10.2 minutes in all on two idle CPU cores (9.8 of them training),
-#: which leaves a margin within its 15 minutes for a busier machine.
+#: Steps of ``make demo``: 8.9 to 10.2 minutes in all on two idle CPU cores (8.5 to 9.8 of
+#: them training), which leaves a margin within its 15 minutes for a busier machine.
 QUICKSTART_STEPS = 1200
 
 #: Training settings of the quickstart (on top of its preset).
