@@ -128,7 +128,14 @@ def test_prototype_set_namespaces_groups():
     assert pset.id_matched(
         "interactive_segmentation/q.spatial", "interactive_segmentation/t.spatial"
     )
-    assert not pset.id_matched("image_text_retrieval/q.caption", "image_text_retrieval/t.caption")
+    # captions riding with one image are kept apart (each embedded as if alone)
+    caption = ("image_text_retrieval/q.caption", "image_text_retrieval/t.caption")
+    assert pset.id_matched(*caption) and not pset.condition_id_matched(*caption)
+    assert pset.condition_id_matched(caption[0], caption[0])
+    assert pset.condition_id_matched(caption[1], caption[1])
+    assert not pset.condition_id_matched(
+        "grounded_segmentation/t.description", "grounded_segmentation/t.description"
+    )  # FIND: the phrases of one image see each other
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
