@@ -139,6 +139,11 @@ class ConventionsConfig:
     # a learned query attending the phrase's tokens in a text-only way) or "text" (the phrase's
     # projected end-of-text token, as X-Decoder grounds; the same collapse as class_table)
     grounding_query: GroundingQuery = "interface"
+    # True: a text token's position in the interface (what its attention keys and queries add
+    # to its feature) also carries a sine code of its index in its text, so word order reaches
+    # the interface; False (FIND): the token's feature alone, order only as the frozen text
+    # tower encodes it
+    text_positions: bool = False
 
 
 @dataclass

@@ -205,6 +205,17 @@ class MLP(nn.Module):
         return x
 
 
+def sine_positions(length: int, dim: int, temperature: float = 10000.0) -> torch.Tensor:
+    """``[1,length,dim]`` the Transformer's sine-cosine codes of positions ``0..length-1``
+    (channel ``2i`` the sine and ``2i+1`` the cosine of ``p / temperature^(2i/dim)``)."""
+    position = torch.arange(length, dtype=torch.float32)[:, None]
+    freq = temperature ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim)
+    codes = torch.zeros(length, dim)
+    codes[:, 0::2] = (position / freq).sin()
+    codes[:, 1::2] = (position / freq[: dim // 2]).cos()
+    return codes[None]
+
+
 class PositionEmbeddingSine(nn.Module):
     """DETR's normalised sine position embedding, computed over each image's valid region.
 

@@ -252,3 +252,30 @@ def test_focalt_preset_dimensions():
         100,
     )
     assert it.num_levels == 3
+
+
+def test_text_positions_carry_each_tokens_index_in_its_own_text():
+    """``conventions.text_positions``: a token's interface position is its feature plus the
+    sine code of its index in its text (restarting for every text of a row); FIND's position is
+    the feature alone."""
+    from findvl.config import ConventionsConfig
+    from findvl.layers import sine_positions
+    from findvl.model.slots import text_slot
+
+    cfg = preset_config("find_tiny")
+    cfg.conventions = ConventionsConfig(text_positions=True)
+    torch.manual_seed(0)
+    with_codes = build_model(cfg).eval()
+    plain = build_preset("find_tiny").eval()
+    texts = ["a red circle", "two blue squares left of it"]
+    for model, coded in ((plain, False), (with_codes, True)):
+        text = model.encode_text(texts)
+        slot = text_slot("t", text, [[0, 1]])
+        assert (text.positions is not None) == coded
+        lengths = text.mask.sum(1).tolist()
+        want = torch.cat(
+            [sine_positions(n, slot.x.shape[-1])[0] if coded else torch.zeros(n, slot.x.shape[-1])
+             for n in lengths]
+        )  # fmt: skip
+        torch.testing.assert_close(slot.pos[0] - slot.x[0], want)
+        assert slot.ids[0].tolist() == [0] * lengths[0] + [1] * lengths[1]

@@ -12,6 +12,7 @@ from findvl.encoders.language import LanguageEncoder, check_texts
 from findvl.encoders.pixel_decoder import PixelDecoder
 from findvl.encoders.preprocess import ImageBatch, preprocess_images
 from findvl.encoders.vision import VisionEncoder
+from findvl.layers import sine_positions
 from findvl.model.calibration import text_calibration
 from findvl.model.conventions import check_conventions
 from findvl.model.image_cache import ClassTableCache
@@ -152,7 +153,12 @@ class FindModel(nn.Module):
         if self.text_whiten is not None:
             features = features @ self.text_whiten
         features = features * tokens.mask[..., None]  # padding stays zero
-        return ProjectedText(features @ self.lang_proj, tokens.mask, tokens.offsets)
+        projected = features @ self.lang_proj
+        positions = None
+        if self.conventions.text_positions:
+            positions = sine_positions(projected.shape[1], projected.shape[2]).to(projected)
+            positions = positions.expand_as(projected)
+        return ProjectedText(projected, tokens.mask, tokens.offsets, positions)
 
     @torch.no_grad()
     def calibrate_text(self, texts: list[str], batch_size: int = 256) -> None:

@@ -95,11 +95,14 @@ class ProjectedText:
         features: ``[T,L,D]`` (interface width).
         mask: ``[T,L]`` bool, True at tokens.
         offsets: ``[T,L,2]`` character offsets.
+        positions: ``[T,L,D]`` what each token's interface position adds to its feature
+            (``conventions.text_positions``), or None.
     """
 
     features: torch.Tensor
     mask: torch.Tensor
     offsets: torch.Tensor
+    positions: torch.Tensor | None = None
 
     def end_of_text(self) -> torch.Tensor:
         """``[T,D]``: each text's last token (CLIP's end-of-text token, its sentence feature)."""

@@ -65,10 +65,13 @@ def memory_slot(interface: FindInterface, key: str, batch: int) -> SlotInput:
 
 def text_slot(key: str, text: ProjectedText, groups: list[list[int]]) -> SlotInput:
     """Concatenate the tokens of texts ``groups[b]`` for image b; ids = position in the group."""
-    feats, ids = [], []
+    feats, ids, codes = [], [], []
     for rows in groups:
         f = [text.features[t][text.mask[t]] for t in rows]
         feats.append(torch.cat(f) if f else text.features.new_zeros(0, text.features.shape[-1]))
+        if text.positions is not None:
+            p = [text.positions[t][text.mask[t]] for t in rows]
+            codes.append(torch.cat(p) if p else feats[-1])
         ids.append(
             torch.cat([torch.full((len(x),), j, dtype=torch.long) for j, x in enumerate(f)])
             if f
@@ -77,7 +80,8 @@ def text_slot(key: str, text: ProjectedText, groups: list[list[int]]) -> SlotInp
     x = _pad_rows(feats, 0.0)
     id_rows = _pad_rows([i.to(x.device) for i in ids], -1)
     valid = id_rows >= 0
-    return SlotInput(key, "token", x, x.detach(), valid, id_rows)
+    pos = x.detach() if not codes else x.detach() + _pad_rows(codes, 0.0)
+    return SlotInput(key, "token", x, pos, valid, id_rows)
 
 
 def splice_visual_entities(item: InterleavedText, field: str) -> tuple[str, list[tuple[int, int]]]:
