@@ -35,9 +35,10 @@ import torch
 from findvl.data.synth.write import SynthConfig, write_synth
 from findvl.quickstart import QUICKSTART_OVERRIDES
 from findvl.train.config import train_config
-from findvl.train.criterion import FindCriterion, build_requests
+from findvl.train.criterion import FindCriterion
 from findvl.train.criterion_reference import ReferenceCriterion
 from findvl.train.optim import OptimizerConfig, ScheduleConfig, build_optimizer, build_scheduler
+from findvl.train.requests import build_requests
 from findvl.train.trainer import Trainer
 
 

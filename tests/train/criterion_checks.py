@@ -8,7 +8,7 @@ import torch
 
 from findvl.data.synth.write import SynthConfig, write_synth
 from findvl.train.config import train_config
-from findvl.train.criterion import build_requests
+from findvl.train.requests import build_requests
 from findvl.train.trainer import Trainer
 
 

@@ -10,8 +10,8 @@ from findvl.data.hard_negatives import colour_swaps, swap_colours
 from findvl.data.synth.write import SynthConfig, write_synth
 from findvl.model.requests import ImageTextRetrieval
 from findvl.train.config import train_config
-from findvl.train.criterion import build_requests, caption_rows
-from findvl.train.losses import caption_infonce, infonce
+from findvl.train.contrastive import caption_infonce, infonce
+from findvl.train.requests import build_requests, caption_rows
 from findvl.train.trainer import Trainer
 
 

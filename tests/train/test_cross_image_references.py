@@ -12,7 +12,7 @@ from findvl.model.requests import (
     VisualPrompt,
     VisualReference,
 )
-from findvl.train.criterion import cross_image_references
+from findvl.train.requests import cross_image_references
 
 
 def _example(classes, colours, visual):

@@ -22,9 +22,9 @@ from findvl.build import build_preset
 from findvl.data.synth.write import SynthConfig, write_synth
 from findvl.model.requests import GroundedSegmentation, ImageTextRetrieval
 from findvl.train.config import train_config
+from findvl.train.contrastive import infonce
 from findvl.train.corrections import correction_round, wants_correction
-from findvl.train.criterion import build_requests
-from findvl.train.losses import infonce
+from findvl.train.requests import build_requests
 from findvl.train.trainer import Trainer
 
 CAPTIONS = [

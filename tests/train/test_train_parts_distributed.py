@@ -9,7 +9,7 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
 from findvl.train import distributed
-from findvl.train.losses import infonce
+from findvl.train.contrastive import infonce
 
 SIZES = (3, 5)  # rows per rank (different on purpose)
 

@@ -4,17 +4,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from findvl.train.contrastive import infonce, token_infonce
 from findvl.train.losses import (
     LossWeights,
     dice_loss,
-    infonce,
     mask_losses,
     panoptic_class_loss,
     panoptic_targets,
     proposal_ce_loss,
     proposal_targets,
     sigmoid_bce_loss,
-    token_infonce,
 )
 
 

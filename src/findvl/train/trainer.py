@@ -38,7 +38,7 @@ from findvl.train.checkpoint import find_latest, load_checkpoint, save_checkpoin
 from findvl.train.checkpoint_integrity import clean_interrupted_saves
 from findvl.train.config import TrainConfig, load_train_config
 from findvl.train.corrections import correction_round, wants_correction
-from findvl.train.criterion import FindCriterion, build_requests
+from findvl.train.criterion import FindCriterion
 from findvl.train.logging import JsonlLogger, ThroughputMeter, progress_bar, read_jsonl
 from findvl.train.losses import LossWeights
 from findvl.train.optim import (
@@ -48,6 +48,7 @@ from findvl.train.optim import (
     build_scheduler,
     clip_grad_norm,
 )
+from findvl.train.requests import build_requests
 from findvl.train.run_lock import RunLock
 
 
