@@ -1,4 +1,4 @@
-"""Do a frozen image tower's features tell the synthetic shapes apart? A linear probe per level.
+"""Do a frozen image tower's features tell the synthetic shapes and colours apart? Linear probes.
 
     python benchmarks/shape_probe.py                          # the shipped tower
     python benchmarks/shape_probe.py --vision DIR --train 1000 --val 100
@@ -7,8 +7,11 @@ FIND reads a frozen backbone's levels; what they do not encode, the interface ca
 For every level of stride >= 4 the features of each cell whose majority class is a shape are
 standardised and a linear classifier over the 8 shapes (plus the other classes) is fitted
 on ``--train`` training images (Adam, full batch); its accuracy on the val cells is printed as
-one JSON line per level (chance 12.5% among the shapes). A CLIP ViT is read at its patch grid;
-a hierarchical tower (RegNet, ConvNeXt) at each of its levels.
+one JSON line per level (chance 12.5% among the shapes). A second probe on the same cells
+tells the colour of the shape in the cell (the majority among its thing pixels, each pixel
+counted for the nearest of the world's 8 colours; chance 12.5%): FIND's queries read the
+deep levels, so what they do not carry (which shape is red) grounding cannot use. A CLIP ViT
+is read at its patch grid; a hierarchical tower (RegNet, ConvNeXt) at each of its levels.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from findvl.data.synth.world import COLOURS
 from findvl.data.synth.write import SynthConfig, write_synth
 from findvl.encoders.hf_vision import FrozenViTEncoder
 from findvl.encoders.loading import load_language_encoder, load_vision_encoder
@@ -38,12 +42,16 @@ def level_features(encoder, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
         return encoder.forward_features(pixels)
 
 
-def shape_cells(features: torch.Tensor, counts: torch.Tensor, thing: torch.Tensor):
-    """``[B,C,h,w]`` features and ``[B,(h*w),K]`` counts -> the shape cells' ``[M,C]``, ``[M]``."""
+def shape_cells(
+    features: torch.Tensor, counts: torch.Tensor, thing: torch.Tensor, colours: torch.Tensor
+):
+    """``[B,C,h,w]`` features, ``[B,(h*w),K]`` class and ``[B,(h*w),1+8]`` colour counts ->
+    the shape cells' ``[M,C]`` features, ``[M]`` classes and ``[M]`` colours (0..7)."""
     x = features.flatten(2).transpose(1, 2).reshape(-1, features.shape[1])
     label = counts.reshape(-1, counts.shape[-1]).argmax(-1)
     keep = thing[label] & (counts.reshape(-1, counts.shape[-1]).sum(-1) > 0)
-    return x[keep], label[keep]
+    colour = colours.reshape(-1, colours.shape[-1])[:, 1:].argmax(-1)
+    return x[keep], label[keep], colour[keep]
 
 
 def probe(train: tuple, val: tuple, classes: int, steps: int = 300) -> float:
@@ -92,7 +100,7 @@ def main() -> None:
         def load(split: str, count: int):
             return to_pretrain_data(
                 read_captioned(root, split)[:count], tokenizer=tokenizer, norm=encoder.norm,
-                patch_size=4, grid_stride=4, classes=classes,
+                patch_size=4, grid_stride=4, classes=classes, palette=tuple(COLOURS.values()),
             )  # fmt: skip
 
         train, val = load("train", args.train), load("val", args.val)
@@ -106,15 +114,21 @@ def main() -> None:
             if side > grid:  # finer than the label grid
                 continue
             factor = grid // side
-            fitted = shape_cells(
-                torch.cat([c[name] for c in chunks]), pool_counts(train.patch_counts, factor), thing
-            )
-            held = shape_cells(features, pool_counts(val.patch_counts, factor), thing)
-            accuracy = probe(fitted, held, len(classes.names))
+            x, shape, colour = shape_cells(
+                torch.cat([c[name] for c in chunks]), pool_counts(train.patch_counts, factor),
+                thing, pool_counts(train.patch_colours, factor),
+            )  # fmt: skip
+            vx, vshape, vcolour = shape_cells(
+                features, pool_counts(val.patch_counts, factor), thing,
+                pool_counts(val.patch_colours, factor),
+            )  # fmt: skip
+            accuracy = probe((x, shape), (vx, vshape), len(classes.names))
+            colour_accuracy = probe((x, colour), (vx, vcolour), len(COLOURS))
             print(json.dumps({
                 "vision": str(args.vision), "model_type": encoder.model_type, "level": name,
-                "stride": 64 // side, "shape_cells": len(held[1]),
-                "shape_accuracy": round(accuracy, 1), "chance": 12.5,
+                "stride": 64 // side, "shape_cells": len(vshape),
+                "shape_accuracy": round(accuracy, 1), "colour_accuracy": round(colour_accuracy, 1),
+                "chance": 12.5,
             }))  # fmt: skip
 
 

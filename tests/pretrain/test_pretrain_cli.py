@@ -115,6 +115,26 @@ def test_resnet_tower_reads_images_resized_to_its_training_side(
     assert report["longest_side"] == 128
 
 
+def test_colour_heads_train_with_a_hierarchical_tower_only(
+    tiny_world: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    argv = ["pretrain-encoders", "--data", str(tiny_world), "--out", str(tmp_path / "vit"),
+            "--steps", "2", "--colour-weight", "1", "--no-progress"]  # fmt: skip
+    assert main(argv) == 2
+    assert "--colour-weight" in capsys.readouterr().err
+    assert not (tmp_path / "vit").exists()
+    _pretrain(tiny_world, tmp_path, "--steps", "2", "--batch-size", "4", "--vision", "resnet",
+              "--colour-weight", "1")  # fmt: skip
+    report = json.loads((tmp_path / "pretrain.json").read_text())
+    assert report["config"]["objective"]["colour_weight"] == 1.0
+    levels = report["metrics"]["colour_levels"]  # strides 4, 8, 16 and 32 of the 64 px image
+    assert len(levels) == 4 and all(0 <= level["thing_patches"] <= 100 for level in levels)
+    log = [json.loads(line) for line in (tmp_path / "pretrain-log.jsonl").read_text().splitlines()]
+    assert "colour" in log[-1] and len(log[-1]["holdout_thing_colour_acc_levels"]) == 4
+    exported = load_vision_encoder(tmp_path / "synth-clip-vision", longest_side=128)
+    assert not any("colour" in name for name, _ in exported.named_parameters())  # discarded
+
+
 @pytest.fixture(scope="module")
 def exported_regnet(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("pretrained_regnet")
@@ -212,9 +232,23 @@ def test_the_plain_clip_objective_is_still_available(
     assert main([*argv, "--thing-weight", "0"]) == 2
     assert "--thing-weight" in capsys.readouterr().err
     _pretrain(tiny_world, tmp_path, "--steps", "4", "--batch-size", "8", "--hard-negatives",
-              "--thing-weight", "2")  # fmt: skip
-    objective = json.loads((tmp_path / "pretrain.json").read_text())["config"]["objective"]
+              "--binding-negatives", "--thing-weight", "2")  # fmt: skip
+    report = json.loads((tmp_path / "pretrain.json").read_text())
+    objective = report["config"]["objective"]
     assert objective["hard_negatives"] is True and objective["thing_weight"] == 2.0
+    assert objective["binding_negatives"] is True
+    accuracy = report["metrics"]["negative_accuracy"]  # every kind measured on the eval split
+    assert set(accuracy) <= {
+        "shape",
+        "colour",
+        "colour_swap",
+        "size_swap",
+        "shape_swap",
+        "relation",
+    }
+    assert accuracy and all(0 <= v <= 100 for v in accuracy.values())
+    log = [json.loads(line) for line in (tmp_path / "pretrain-log.jsonl").read_text().splitlines()]
+    assert any(k.endswith("_swap_acc") for k in log[-1]), log[-1]  # the trained kinds
     first = load_file(exported / "synth-clip-text" / "model.safetensors")
     second = load_file(tmp_path / "synth-clip-text" / "model.safetensors")
     assert not all(torch.equal(first[k], second[k]) for k in first)

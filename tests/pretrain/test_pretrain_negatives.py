@@ -10,10 +10,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from findvl.data.hard_negatives import plural
 from findvl.pretrain.config import ObjectiveConfig
 from findvl.pretrain.data import tokenize_captions
 from findvl.pretrain.losses import clip_loss
-from findvl.pretrain.negatives import NegativeVocabulary, hard_negatives, plural, swap_one_word
+from findvl.pretrain.negatives import (
+    BINDING_KINDS,
+    REPLACEMENT_KINDS,
+    NegativeVocabulary,
+    binding_negatives,
+    caption_negatives,
+    hard_negatives,
+    swap_one_word,
+)
 from findvl.pretrain.tokenizer import train_tokenizer
 from findvl.pretrain.trainer import dense_class_weight, train_step
 
@@ -93,8 +102,9 @@ def test_train_step_encodes_the_negatives_and_adds_them_to_the_loss(build_tiny, 
     captions = [f"a {c} {s}" for c in ("red", "blue", "green") for s in ("ring", "star")]
     tokenizer = train_tokenizer([*captions, "a white cross number 1"] * 4, vocab_size=1024)
     model, data = build_tiny(tokenizer), tiny_data(tokenizer, count=6)
+    rows = caption_negatives(words_of(data, tokenizer), VOCAB, REPLACEMENT_KINDS)
     ids, mask, negative_ids, negative_mask = tokenize_captions(
-        tokenizer, words_of(data, tokenizer), negatives=VOCAB
+        tokenizer, words_of(data, tokenizer), negatives=rows
     )
     assert negative_ids.shape == negative_mask.shape == (6, 2, ids.shape[1])
     data = replace(
@@ -124,6 +134,52 @@ def test_train_step_encodes_the_negatives_and_adds_them_to_the_loss(build_tiny, 
     assert with_negatives["clip"] > without["clip"]
 
 
+def test_binding_swaps_exchange_words_between_objects_and_turn_relations_round() -> None:
+    rows = binding_negatives(CAPTIONS, VOCAB)
+    assert dict(zip(BINDING_KINDS, rows[0], strict=True)) == {
+        "colour_swap": None,  # no colour
+        "size_swap": None,
+        "shape_swap": (
+            "A picture of three crosses, a star, a square and a circle over water and sand."
+        ),
+        "relation": None,
+    }  # fmt: skip
+    assert rows[1][0] == (
+        "Six shapes: a white circle, an orange cross, an orange square and a blue diamond."
+    )  # the orange cross keeps its colour: its swap with the circle would say the same
+    assert rows[1][2] == (
+        "Six shapes: an orange square, an orange cross, a white circle and a blue diamond."
+    )  # circle and cross are both orange: exchanging them would say the same
+    assert rows[2] == (
+        None,  # one colour
+        "A small yellow square right of a large yellow star.",
+        "A large yellow star right of a small yellow square.",
+        "A large yellow square left of a small yellow star.",
+    )
+    assert rows[3][0] == "A small blue hexagon above a small orange ring."
+    assert rows[3][1] is None  # both small
+    assert rows[3][3] == "A small orange hexagon below a small blue ring."
+    for caption, row in zip(CAPTIONS, rows, strict=True):  # the same words, other places
+        for negative in row:
+            if negative is not None:
+                assert negative != caption
+                strip = [w.lower() for w in words(negative) if w.lower() not in ("a", "an")]
+                base = [w.lower() for w in words(caption) if w.lower() not in ("a", "an")]
+                assert len(strip) == len(base)
+
+
+def test_caption_negatives_orders_the_kinds_as_asked() -> None:
+    both = caption_negatives(CAPTIONS, VOCAB, REPLACEMENT_KINDS + BINDING_KINDS, seed=3)
+    assert [row[:2] for row in both] == hard_negatives(CAPTIONS, VOCAB, seed=3)
+    assert [row[2:] for row in both] == binding_negatives(CAPTIONS, VOCAB)
+    swaps, replaced = binding_negatives(CAPTIONS, VOCAB), hard_negatives(CAPTIONS, VOCAB, seed=3)
+    assert caption_negatives(CAPTIONS, VOCAB, ("relation", "shape"), seed=3) == [
+        (b[3], r[0]) for b, r in zip(swaps, replaced)
+    ]
+    with pytest.raises(ValueError, match="unknown negative kinds"):
+        caption_negatives(CAPTIONS, VOCAB, ("word_order",))
+
+
 def test_thing_classes_can_weigh_more_in_the_dense_loss(tiny_data) -> None:
     tokenizer = train_tokenizer(["a red ring", "a blue star"] * 4, vocab_size=1024)
     data = tiny_data(tokenizer, count=6)  # classes: void, a (thing), b (thing), c (stuff)
@@ -138,3 +194,33 @@ def words_of(data, tokenizer) -> list[str]:
         tokenizer.decode(ids[mask], skip_special_tokens=True)
         for ids, mask in zip(data.caption_ids, data.caption_mask)
     ]
+
+
+def test_negative_accuracy_counts_the_captions_their_image_scores_above_each_negative() -> None:
+    from findvl.pretrain.data import ClassTable, PretrainData
+    from findvl.pretrain.evaluate import negative_accuracy
+
+    table = F.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.8, 0.6], [0.6, 0.8]]), dim=-1)
+
+    def encode(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # token 0 names the text
+        return table[ids[:, 0]]
+
+    images = table[[0, 1]]  # image 0 is text 0, image 1 is text 1
+    data = PretrainData(
+        pixels=torch.zeros(2, 3, 4, 4), patch_counts=torch.zeros(2, 1, 2, dtype=torch.int16),
+        caption_ids=torch.tensor([[0], [1], [0]]), caption_mask=torch.ones(3, 1, dtype=torch.bool),
+        caption_image=torch.tensor([0, 1, 0]),
+        classes=ClassTable(("void", "x"), (1,), (False, True)), image_ids=[1, 2],
+        # kind "near": text 2 (close to 0) for captions 0 and 2, text 2 for caption 1 (0.6 < 1)
+        # kind "far": text 1 (beaten) for caption 0, text 3 (0.8 < 1) for caption 1, none for 2
+        negative_ids=torch.tensor([[[2], [1]], [[2], [3]], [[2], [0]]]),
+        negative_mask=torch.tensor([[[True], [True]], [[True], [True]], [[True], [False]]]),
+        negative_kinds=("near", "far"),
+    )  # fmt: skip
+    accuracy = negative_accuracy(encode, data, images, encode(data.caption_ids, None))
+    assert accuracy == {"near": 100.0, "far": 100.0}
+    moved = replace(data, caption_image=torch.tensor([1, 1, 0]))  # caption 0 on image 1
+    assert negative_accuracy(encode, moved, images, encode(data.caption_ids, None)) == {
+        "near": pytest.approx(200 / 3, abs=0.01),  # captions 1 and 2 of 3 still win
+        "far": 50.0,  # caption 1 of the two with a "far" negative
+    }

@@ -243,3 +243,63 @@ def test_a_hierarchical_tower_gives_one_dense_level_per_stage_from_stride_4() ->
     ids = torch.tensor([[48, 3, 4, 49], [48, 5, 49, 49]])
     out = model(torch.randn(2, 3, 64, 64), ids, ids != 49)
     assert out.text_embeds.shape == (2, 8) and len(out.patch_logits) == 3
+
+
+def test_colour_heads_predict_each_cells_thing_colours_on_every_level() -> None:
+    from dataclasses import replace
+
+    from transformers import CLIPTextConfig, RegNetConfig
+
+    from findvl.pretrain.config import ObjectiveConfig
+    from findvl.pretrain.data import ClassTable, PretrainData, colour_map, patch_class_counts
+    from findvl.pretrain.hierarchical_model import build_dense_hierarchical_clip
+    from findvl.pretrain.losses import multilevel_dense_loss
+    from findvl.pretrain.trainer import train_step
+
+    palette = torch.tensor([[220, 40, 40], [40, 70, 220]])
+    image = torch.zeros(3, 8, 8, dtype=torch.uint8)
+    image[:, :4, :4] = torch.tensor([200, 30, 50]).view(3, 1, 1)  # reddish thing
+    image[:, 4:, 4:] = torch.tensor([30, 60, 250]).view(3, 1, 1)  # bluish thing
+    classes = torch.full((8, 8), 3)  # stuff (class 3) ...
+    classes[:4, :4], classes[4:, 4:] = 1, 2  # ... and two things
+    isthing = torch.tensor([False, True, True, False])
+    colours = colour_map(image, classes, isthing, palette)
+    assert colours[:4, :4].eq(1).all() and colours[4:, 4:].eq(2).all()
+    assert colours[:4, 4:].eq(0).all() and colours[4:, :4].eq(0).all()  # stuff: no colour
+    counts = patch_class_counts(colours, side=8, patch=4, num_classes=3)
+    assert counts.tolist() == [[0, 16, 0], [16, 0, 0], [16, 0, 0], [0, 0, 16]]
+
+    torch.manual_seed(0)
+    vision = RegNetConfig(
+        embedding_size=8, hidden_sizes=[16, 16, 32], depths=[1, 1, 1], groups_width=8,
+        layer_type="x", downsample_in_first_stage=True,
+    )  # fmt: skip
+    text = CLIPTextConfig(
+        vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+        num_attention_heads=2, max_position_embeddings=16, bos_token_id=48, eos_token_id=49,
+        pad_token_id=49,
+    )  # fmt: skip
+    model = build_dense_hierarchical_clip(
+        vision, text, projection_dim=8, num_classes=4, init_logit_scale=2.0,
+        max_logit_scale=100.0, num_colours=2,
+    )  # fmt: skip
+    pixels = torch.randn(2, 3, 64, 64)
+    _, levels, colour_levels = model.encode_all(pixels)
+    assert [tuple(c.shape) for c in colour_levels] == [(2, 256, 3), (2, 64, 3), (2, 16, 3)]
+    assert all(torch.equal(a, b) for a, b in zip(levels, model.encode_dense(pixels)[1]))
+    ids = torch.tensor([[48, 3, 4, 49], [48, 5, 49, 49]])
+    data = PretrainData(
+        pixels=pixels, patch_counts=torch.randint(0, 5, (2, 256, 4), dtype=torch.int16),
+        caption_ids=ids, caption_mask=ids != 49, caption_image=torch.arange(2),
+        classes=ClassTable(("void", "a", "b", "c"), (1, 2, 3), (False, True, True, False)),
+        image_ids=[1, 2],
+        patch_colours=torch.randint(0, 5, (2, 256, 3), dtype=torch.int16),
+    )  # fmt: skip
+    images = torch.arange(2)
+    on = ObjectiveConfig(colour_weight=0.5)
+    loss, parts = train_step(model, data, images, images, on)
+    _, plain = train_step(model, data, images, images, replace(on, colour_weight=0.0))
+    with torch.no_grad():
+        expected = multilevel_dense_loss(model.encode_all(pixels)[2], data.patch_colours)
+    assert "colour" not in plain and parts["colour"] == pytest.approx(expected.item(), rel=1e-4)
+    assert parts["loss"] == pytest.approx(plain["loss"] + 0.5 * parts["colour"], rel=1e-4)

@@ -63,6 +63,19 @@ def register(parser: argparse.ArgumentParser) -> None:
         "measured: no gain for the shipped tiny ViT, whose image side does not see shapes",
     )
     parser.add_argument(
+        "--binding-negatives",
+        action="store_true",
+        help="add the captions with colours, sizes or shapes exchanged between two objects, "
+        "or a relation turned round, as image->text negatives (towers that bind attributes)",
+    )
+    parser.add_argument(
+        "--colour-weight",
+        type=float,
+        default=None,
+        help="weight of colour heads on every level of a hierarchical image tower: each "
+        "cell's thing colours (default 0: none)",
+    )
+    parser.add_argument(
         "--thing-weight",
         type=float,
         default=None,
@@ -92,6 +105,16 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size is not None:
         cfg.optim.batch_size = args.batch_size
     cfg.objective.hard_negatives = args.hard_negatives
+    cfg.objective.binding_negatives = args.binding_negatives
+    if args.colour_weight is not None:
+        if args.colour_weight < 0 or (args.colour_weight and args.vision == "vit"):
+            print(
+                f"--colour-weight: must be >= 0, with a hierarchical --vision, got "
+                f"{args.colour_weight} with --vision {args.vision}",
+                file=sys.stderr,
+            )
+            return 2
+        cfg.objective.colour_weight = args.colour_weight
     if args.thing_weight is not None:
         if args.thing_weight <= 0:
             print(f"--thing-weight: must be positive, got {args.thing_weight}", file=sys.stderr)

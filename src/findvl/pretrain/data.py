@@ -22,7 +22,7 @@ from findvl.data.readers.dataset import DatasetPaths, Sample, load_dataset
 from findvl.encoders.hf_vision import resample_to_patch_grid
 from findvl.encoders.preprocess import ImageNorm
 from findvl.images import read_image
-from findvl.pretrain.negatives import NegativeVocabulary, hard_negatives
+from findvl.pretrain.negatives import REPLACEMENT_KINDS, NegativeVocabulary, caption_negatives
 
 VOID = "void"
 
@@ -74,6 +74,10 @@ class PretrainData:
             (:mod:`findvl.pretrain.negatives`), or None when built without them.
         negative_mask: ``[M,R,L]`` bool, True at real tokens; a row with no True is a
             negative that could not be made (the caption holds no word to swap).
+        negative_kinds: the kind of each of the ``R`` negatives (``"shape"``,
+            ``"colour_swap"``, ...).
+        patch_colours: ``[N,g*g,C+1]`` int16 pixels of each of ``C`` palette colours among
+            the thing pixels of each patch (index 0: pixels of no thing), or None.
     """
 
     pixels: torch.Tensor
@@ -85,6 +89,8 @@ class PretrainData:
     image_ids: list[int]
     negative_ids: torch.Tensor | None = None
     negative_mask: torch.Tensor | None = None
+    negative_kinds: tuple[str, ...] = ()
+    patch_colours: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.pixels.shape[0]
@@ -105,6 +111,8 @@ class PretrainData:
             image_ids=[self.image_ids[i] for i in indices.tolist()],
             negative_ids=None if self.negative_ids is None else self.negative_ids[keep],
             negative_mask=None if self.negative_mask is None else self.negative_mask[keep],
+            negative_kinds=self.negative_kinds,
+            patch_colours=None if self.patch_colours is None else self.patch_colours[indices],
         )
 
     def sample_captions(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -138,6 +146,16 @@ def _class_map(sample: Sample, class_of: dict[int, int]) -> torch.Tensor:
     for segment in sample.panoptic.segments:
         out[ids == segment.id] = class_of.get(segment.category_id, 0)
     return torch.from_numpy(out)
+
+
+def colour_map(
+    image: torch.Tensor, classes: torch.Tensor, isthing: torch.Tensor, palette: torch.Tensor
+) -> torch.Tensor:
+    """``[H,W]`` index of the nearest of the ``[C,3]`` palette colours (+1) at thing pixels,
+    0 elsewhere, from a uint8 ``[3,H,W]`` image and its ``[H,W]`` class map."""
+    rgb = image.permute(1, 2, 0).float()  # HxWx3
+    nearest = ((rgb[..., None, :] - palette.float()) ** 2).sum(-1).argmin(-1) + 1  # HxW
+    return torch.where(isthing[classes], nearest, torch.zeros_like(nearest))
 
 
 def patch_class_counts(classes: torch.Tensor, *, side: int, patch: int, num_classes: int):
@@ -199,30 +217,30 @@ def tokenize_captions(
     tokenizer,
     captions: list[str],
     *,
-    negatives: NegativeVocabulary | None = None,
-    seed: int = 0,
+    negatives: list[tuple[str | None, ...]] | None = None,
     max_length: int = 77,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """``M`` captions -> ids ``[M,L]``, mask ``[M,L]`` and their hard negatives' ``[M,2,L]`` each.
+    """``M`` captions -> ids ``[M,L]``, mask ``[M,L]`` and their ``R`` negatives' ``[M,R,L]`` each.
 
-    The negatives (one shape swap, one colour swap per caption, see
-    :func:`~findvl.pretrain.negatives.hard_negatives`) share the captions' padded length; one
-    that could not be made has an all-False mask. Without ``negatives`` both are None.
+    ``negatives`` holds ``R`` negatives per caption
+    (:func:`~findvl.pretrain.negatives.caption_negatives`), None for one that could not be
+    made: its mask row is all False. The negatives share the captions' padded length. Without
+    ``negatives`` both are None.
     """
     texts = list(captions)
+    m = len(captions)
     if negatives is not None:
-        pairs = hard_negatives(captions, negatives, seed=seed)
-        texts += [n or "" for pair in pairs for n in pair]
-        made = torch.tensor([n is not None for pair in pairs for n in pair], dtype=torch.bool)
+        r = len(negatives[0]) if negatives else 0
+        texts += [n or "" for row in negatives for n in row]
+        made = torch.tensor([n is not None for row in negatives for n in row], dtype=torch.bool)
     tokens = tokenizer(
         texts, padding="longest", truncation=True, max_length=max_length, return_tensors="pt"
     )
     ids, mask = tokens["input_ids"], tokens["attention_mask"].bool()
-    m = len(captions)
     if negatives is None:
         return ids, mask, None, None
-    negative_mask = (mask[m:] & made[:, None]).reshape(m, 2, -1)
-    return ids[:m], mask[:m], ids[m:].reshape(m, 2, -1), negative_mask
+    negative_mask = (mask[m:] & made[:, None]).reshape(m, r, -1)
+    return ids[:m], mask[:m], ids[m:].reshape(m, r, -1), negative_mask
 
 
 def to_pretrain_data(
@@ -236,7 +254,9 @@ def to_pretrain_data(
     max_length: int = 77,
     chunk: int = 64,
     negatives: NegativeVocabulary | None = None,
+    negative_kinds: tuple[str, ...] = REPLACEMENT_KINDS,
     negative_seed: int = 0,
+    palette: tuple[tuple[int, int, int], ...] | None = None,
 ) -> PretrainData:
     """Images, per-patch labels and tokenised captions of ``samples`` in memory.
 
@@ -250,36 +270,45 @@ def to_pretrain_data(
         classes: the dense classes (the training split's, for every split).
         max_length: longest caption in tokens (BOS and EOS included).
         chunk: images preprocessed at once.
-        negatives: the words swapped to make one shape and one colour hard negative per
-            caption (None: no negatives).
-        negative_seed: seed of the swaps.
+        negatives: the words swapped to make the hard negatives of each caption (None: no
+            negatives).
+        negative_kinds: which negatives (:func:`~findvl.pretrain.negatives.caption_negatives`).
+        negative_seed: seed of the replacements.
+        palette: RGB colours whose per-patch pixel counts among the thing pixels become
+            ``patch_colours`` (each thing pixel counts for its nearest colour); None: none.
     """
     class_of = classes.class_of()
     image_size = norm.longest_side * patch_size // grid_stride
-    pixels, counts = [], []
+    isthing = torch.tensor(classes.isthing)
+    colours = None if palette is None else torch.tensor(palette)
+    pixels, counts, colour_counts = [], [], []
     for start in range(0, len(samples), chunk):
         part = samples[start : start + chunk]
-        pixels.append(
-            adapter_pixels(
-                [_read_rgb(s.image_path) for s in part],
-                norm=norm,
-                patch=patch_size,
-                grid_stride=grid_stride,
+        images = [_read_rgb(s.image_path) for s in part]
+        pixels.append(adapter_pixels(images, norm=norm, patch=patch_size, grid_stride=grid_stride))
+        for sample, image in zip(part, images):
+            class_map = _class_map(sample, class_of)
+            counts.append(
+                patch_class_counts(
+                    class_map, side=image_size, patch=patch_size, num_classes=len(classes.names)
+                )
             )
-        )
-        counts.extend(
-            patch_class_counts(
-                _class_map(s, class_of),
-                side=image_size,
-                patch=patch_size,
-                num_classes=len(classes.names),
-            )
-            for s in part
-        )
+            if colours is not None:
+                colour_counts.append(
+                    patch_class_counts(
+                        colour_map(image, class_map, isthing, colours),
+                        side=image_size,
+                        patch=patch_size,
+                        num_classes=len(colours) + 1,
+                    )  # fmt: skip
+                )
     captions = [c for s in samples for c in s.captions]
     owner = [i for i, s in enumerate(samples) for _ in s.captions]
+    rows = None
+    if negatives is not None:
+        rows = caption_negatives(captions, negatives, negative_kinds, seed=negative_seed)
     ids, mask, negative_ids, negative_mask = tokenize_captions(
-        tokenizer, captions, negatives=negatives, seed=negative_seed, max_length=max_length
+        tokenizer, captions, negatives=rows, max_length=max_length
     )
     return PretrainData(
         pixels=torch.cat(pixels),
@@ -291,4 +320,6 @@ def to_pretrain_data(
         image_ids=[s.image_id for s in samples],
         negative_ids=negative_ids,
         negative_mask=negative_mask,
+        negative_kinds=tuple(negative_kinds) if negatives is not None else (),
+        patch_colours=torch.stack(colour_counts) if colours is not None else None,
     )

@@ -10,7 +10,9 @@ learns colours and backgrounds but not shapes (per-patch accuracy on shapes 22%,
 
 The dense heads (deep supervision: one linear head per level from stride 4 on, each
 predicting the class fractions of its own cells) make every level FIND attends class-aware;
-they are discarded.
+they are discarded. Optional colour heads do the same for the colours of the things in each
+cell: without them the deep levels lose colour (nothing else asks for it), and FIND's queries,
+which read the deep levels, cannot tell "the red circle" from "the blue circle".
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class DenseHierarchicalClip(DenseDualEncoder):
         text: a ``transformers.CLIPTextModel``.
         projection_dim: width of the shared embedding.
         num_classes: classes of the dense heads (void included).
+        num_colours: colours of the colour heads (0: none), besides "no thing".
         init_logit_scale: ``log`` of the initial inverse temperature.
         max_logit_scale: the largest ``exp(logit_scale)``.
     """
@@ -47,6 +50,7 @@ class DenseHierarchicalClip(DenseDualEncoder):
         num_classes: int,
         init_logit_scale: float,
         max_logit_scale: float,
+        num_colours: int = 0,
     ) -> None:
         super().__init__()
         self.vision_model = vision
@@ -63,6 +67,9 @@ class DenseHierarchicalClip(DenseDualEncoder):
         self.dense_heads = nn.ModuleList(
             nn.Linear(level.channels, num_classes) for _, level in dense
         )
+        self.colour_heads = nn.ModuleList(
+            nn.Linear(level.channels, num_colours + 1) for _, level in dense if num_colours
+        )
 
     def encode_dense(
         self, pixels: torch.Tensor, keep: torch.Tensor | None = None
@@ -73,17 +80,23 @@ class DenseHierarchicalClip(DenseDualEncoder):
         ``N_l = (S/stride)**2``), finest first; the embedding projects the pooled last map.
         ``keep`` must be None (a convolutional tower runs every pixel).
         """
+        embeds, logits, _ = self.encode_all(pixels, keep)
+        return embeds, logits
+
+    def encode_all(
+        self, pixels: torch.Tensor, keep: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+        """:meth:`encode_dense` and the colour heads' ``[B,N_l,C+1]`` logits (empty without)."""
         if keep is not None:
             raise ValueError("a convolutional tower runs every pixel (no patch dropping)")
         out = self.vision_model(pixel_values=pixels, output_hidden_states=True)
         stages = out.hidden_states
         pooled = out.pooler_output.flatten(1)  # RegNet pools to [B,C,1,1], ConvNeXt to [B,C]
         embeds = nn.functional.normalize(self.visual_projection(pooled), dim=-1)
-        logits = tuple(
-            head(stages[i].flatten(2).transpose(1, 2))  # BxCxhxw -> Bx(hw)xK
-            for i, head in zip(self.dense_stages, self.dense_heads)
-        )
-        return embeds, logits
+        cells = [stages[i].flatten(2).transpose(1, 2) for i in self.dense_stages]  # Bx(hw)xC
+        logits = tuple(head(x) for x, head in zip(cells, self.dense_heads))
+        colours = tuple(head(x) for x, head in zip(cells, self.colour_heads))
+        return embeds, logits, colours
 
     def logit_scale(self) -> torch.Tensor:
         return self.logit_scale_param.exp().clamp(max=self.max_logit_scale)
@@ -91,7 +104,7 @@ class DenseHierarchicalClip(DenseDualEncoder):
 
 def build_dense_hierarchical_clip(
     vision_config, text_config, *, projection_dim: int, num_classes: int,
-    init_logit_scale: float, max_logit_scale: float,
+    init_logit_scale: float, max_logit_scale: float, num_colours: int = 0,
 ) -> DenseHierarchicalClip:  # fmt: skip
     """A fresh :class:`DenseHierarchicalClip` from the two ``transformers`` configs."""
     from transformers import AutoModel, CLIPTextModel
@@ -103,4 +116,5 @@ def build_dense_hierarchical_clip(
         num_classes=num_classes,
         init_logit_scale=init_logit_scale,
         max_logit_scale=max_logit_scale,
+        num_colours=num_colours,
     )

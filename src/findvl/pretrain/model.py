@@ -23,12 +23,15 @@ class PretrainOutput:
             row-major (one level for a ViT: its patches, the kept ones in ``keep`` order when
             patches are dropped; a level per stage from stride 4 on for a ConvNeXt).
         logit_scale: scalar, ``exp`` of the learnable log inverse temperature (clamped).
+        colour_logits: per-level logits of the colour heads, ``[B,N_l,C+1]`` (class 0: no
+            thing), the levels of ``patch_logits``; empty for a model without them.
     """
 
     image_embeds: torch.Tensor
     text_embeds: torch.Tensor
     patch_logits: tuple[torch.Tensor, ...]
     logit_scale: torch.Tensor
+    colour_logits: tuple[torch.Tensor, ...] = ()
 
 
 class DenseDualEncoder(nn.Module):
@@ -43,6 +46,13 @@ class DenseDualEncoder(nn.Module):
         out = self.text_model(input_ids=ids, attention_mask=mask.long())
         return nn.functional.normalize(self.text_projection(out.pooler_output), dim=-1)
 
+    def encode_all(
+        self, pixels: torch.Tensor, keep: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+        """:meth:`encode_dense` and the colour heads' logits (none here)."""
+        embeds, logits = self.encode_dense(pixels, keep)
+        return embeds, logits, ()
+
     def forward(
         self,
         pixels: torch.Tensor,
@@ -51,12 +61,13 @@ class DenseDualEncoder(nn.Module):
         keep: torch.Tensor | None = None,
     ) -> PretrainOutput:
         """Images ``[B,3,S,S]``, captions ``[T,L]`` (ids, bool mask), kept patches ``[B,K]``."""
-        image_embeds, logits = self.encode_dense(pixels, keep)
+        image_embeds, logits, colours = self.encode_all(pixels, keep)
         return PretrainOutput(
             image_embeds=image_embeds,
             text_embeds=self.encode_texts(ids, mask),
             patch_logits=logits,
             logit_scale=self.logit_scale(),
+            colour_logits=colours,
         )
 
 

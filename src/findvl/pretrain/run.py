@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from findvl.data.readers.dataset import Sample
+from findvl.data.synth.world import COLOURS
 from findvl.encoders.loading import CLIP_MEAN, CLIP_STD
 from findvl.encoders.preprocess import ImageNorm
 from findvl.pretrain.config import PretrainConfig, clip_config, hierarchical_config
@@ -34,7 +35,7 @@ from findvl.pretrain.evaluate import PretrainMetrics, evaluate_exported, evaluat
 from findvl.pretrain.export import TEXT_DIR, VISION_DIR, export_towers, stored_statistics
 from findvl.pretrain.hierarchical_model import DenseHierarchicalClip, build_dense_hierarchical_clip
 from findvl.pretrain.model import DenseClipModel, build_dense_clip
-from findvl.pretrain.negatives import NegativeVocabulary
+from findvl.pretrain.negatives import BINDING_KINDS, REPLACEMENT_KINDS, NegativeVocabulary
 from findvl.pretrain.tokenizer import train_tokenizer
 from findvl.pretrain.trainer import TrainSummary, train
 
@@ -156,22 +157,28 @@ def pretrain_encoders(
     )
     classes = read_class_table(data_root, "train")
 
-    negatives = None
-    if cfg.objective.hard_negatives:
-        shapes = tuple(n for n, thing in zip(classes.names, classes.isthing) if thing)
-        negatives = NegativeVocabulary(shapes, NegativeVocabulary.synthetic().colours)
+    if cfg.objective.colour_weight and cfg.vision.kind == "vit":
+        raise ValueError("colour heads need a hierarchical image tower (--vision resnet)")
+    # the synthetic world's colours, when the objective has colour heads
+    palette = tuple(COLOURS.values()) if cfg.objective.colour_weight else None
+    shapes = tuple(n for n, thing in zip(classes.names, classes.isthing) if thing)
+    synthetic = NegativeVocabulary.synthetic()
+    vocabulary = NegativeVocabulary(shapes, synthetic.colours, synthetic.sizes)
 
-    def load(samples: list[Sample], vocabulary: NegativeVocabulary | None = None) -> PretrainData:
+    def load(samples: list[Sample], kinds: tuple[str, ...]) -> PretrainData:
         return to_pretrain_data(
             samples, tokenizer=tokenizer, norm=norm, patch_size=patch,
             grid_stride=grid_stride, classes=classes, max_length=cfg.text.max_length,
-            negatives=vocabulary, negative_seed=cfg.optim.seed,
+            negatives=vocabulary if kinds else None, negative_kinds=kinds,
+            negative_seed=cfg.optim.seed, palette=palette,
         )  # fmt: skip
 
     train_data, holdout = _split_holdout(
-        load(train_samples, negatives), cfg.optim.holdout, cfg.optim.seed
+        load(train_samples, cfg.objective.negative_kinds()), cfg.optim.holdout, cfg.optim.seed
     )
-    model = _build_model(cfg, tokenizer, num_classes=len(classes.names))
+    model = _build_model(
+        cfg, tokenizer, num_classes=len(classes.names), num_colours=len(palette or ())
+    )
     with (out / LOG_FILE).open("w", encoding="utf-8") as log_file:
 
         def log(record: dict) -> None:
@@ -188,7 +195,8 @@ def pretrain_encoders(
     metrics = exported = None
     has_eval = eval_split is not None and _has_split(data_root, eval_split)
     if has_eval:
-        eval_data = load(read_captioned(data_root, eval_split))
+        # every kind of negative, so that the report says how each is told apart
+        eval_data = load(read_captioned(data_root, eval_split), REPLACEMENT_KINDS + BINDING_KINDS)
         metrics = evaluate_model(model, eval_data)
         exported = asdict(evaluate_exported(vision_dir, text_dir, eval_data).recall_at_1)
     report = PretrainReport(
@@ -211,7 +219,7 @@ def pretrain_encoders(
 
 
 def _build_model(
-    cfg: PretrainConfig, tokenizer, *, num_classes: int
+    cfg: PretrainConfig, tokenizer, *, num_classes: int, num_colours: int = 0
 ) -> DenseClipModel | DenseHierarchicalClip:
     """The freshly initialised towers of ``cfg.vision.kind`` with their dense head(s)."""
     clip = clip_config(
@@ -226,7 +234,7 @@ def _build_model(
         hierarchical_config(cfg), clip.text_config,
         projection_dim=cfg.objective.projection_dim, num_classes=num_classes,
         init_logit_scale=clip.logit_scale_init_value,
-        max_logit_scale=cfg.objective.max_logit_scale,
+        max_logit_scale=cfg.objective.max_logit_scale, num_colours=num_colours,
     )  # fmt: skip
 
 

@@ -122,15 +122,16 @@ def train_step(
     *,
     keep: torch.Tensor | None = None,
     class_weight: torch.Tensor | None = None,
+    colour_class_weight: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The loss of one batch of images (one caption each, ``keep`` patches) and its parts.
 
-    With ``objective.hard_negatives`` (and negatives in ``data``) the captions' hard negatives
-    run through the text tower in the same forward and join the image->text InfoNCE.
+    With hard or binding negatives in the objective (and negatives in ``data``) the captions'
+    negatives run through the text tower in the same forward and join the image->text InfoNCE.
     """
     ids, mask = data.caption_ids[captions], data.caption_mask[captions]  # BxL
     batch = len(captions)
-    if objective.hard_negatives and data.negative_ids is not None:
+    if objective.negative_kinds() and data.negative_ids is not None:
         negative_mask = data.negative_mask[captions].flatten(0, 1)  # (B*R)xL
         made = negative_mask.any(1)
         ids = torch.cat([ids, data.negative_ids[captions].flatten(0, 1)[made]])
@@ -145,7 +146,14 @@ def train_step(
     )
     dense = multilevel_dense_loss(out.patch_logits, counts, class_weight)
     loss = contrastive + objective.dense_weight * dense
-    parts = {"loss": loss.item(), "clip": contrastive.item(), "dense": dense.item()}
+    parts = {"loss": 0.0, "clip": contrastive.item(), "dense": dense.item()}
+    if objective.colour_weight and out.colour_logits and data.patch_colours is not None:
+        colour = multilevel_dense_loss(
+            out.colour_logits, data.patch_colours[images], colour_class_weight
+        )
+        loss = loss + objective.colour_weight * colour
+        parts["colour"] = colour.item()
+    parts["loss"] = loss.item()
     return loss, parts
 
 
@@ -172,6 +180,9 @@ def train(
     budget = Budget(steps=optim.steps, minutes=optim.minutes)
     batches = _Batches(len(data), optim.batch_size, generator)
     class_weight = dense_class_weight(data, objective)
+    colour_class_weight = None
+    if data.patch_colours is not None:
+        colour_class_weight = balanced_class_weight(data.patch_colours, objective.class_balance)
     cpu_start, step, window = time.process_time(), 0, []
     bar = tqdm(total=optim.steps, disable=not progress, desc="pretrain", unit="step")
     while budget.progress(step) < 1.0:
@@ -187,7 +198,14 @@ def train(
         ratio = objective.mask_ratio if masked else 0.0
         keep = random_keep(len(images), data.patch_counts.shape[1], ratio, generator)
         loss, parts = train_step(
-            model, data, images, captions, objective, keep=keep, class_weight=class_weight
+            model,
+            data,
+            images,
+            captions,
+            objective,
+            keep=keep,
+            class_weight=class_weight,
+            colour_class_weight=colour_class_weight,
         )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -228,4 +246,9 @@ def _record(
             holdout_thing_acc=round(metrics.dense.thing_patches, 2),
             holdout_thing_acc_levels=[round(d.thing_patches, 2) for d in metrics.dense_levels],
         )
+        record.update({f"holdout_{k}_acc": v for k, v in metrics.negative_accuracy.items()})
+        if metrics.colour_levels:
+            record["holdout_thing_colour_acc_levels"] = [
+                round(d.thing_patches, 2) for d in metrics.colour_levels
+            ]
     return record
