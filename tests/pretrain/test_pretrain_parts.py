@@ -217,24 +217,8 @@ def test_counts_pool_to_coarser_grids_and_levels_share_one_loss() -> None:
 
 
 def test_a_hierarchical_tower_gives_one_dense_level_per_stage_from_stride_4() -> None:
-    from transformers import CLIPTextConfig, RegNetConfig
 
-    from findvl.pretrain.hierarchical_model import build_dense_hierarchical_clip
-
-    torch.manual_seed(0)
-    vision = RegNetConfig(
-        embedding_size=8, hidden_sizes=[16, 16, 32], depths=[1, 1, 1], groups_width=8,
-        layer_type="x", downsample_in_first_stage=True,
-    )  # fmt: skip
-    text = CLIPTextConfig(
-        vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-        num_attention_heads=2, max_position_embeddings=16, bos_token_id=48, eos_token_id=49,
-        pad_token_id=49,
-    )  # fmt: skip
-    model = build_dense_hierarchical_clip(
-        vision, text, projection_dim=8, num_classes=5, init_logit_scale=2.0,
-        max_logit_scale=100.0,
-    )  # fmt: skip
+    model = _tiny_hierarchical()
     embeds, levels = model.encode_dense(torch.randn(3, 3, 64, 64))
     assert embeds.shape == (3, 8) and torch.allclose(embeds.norm(dim=-1), torch.ones(3))
     assert [tuple(level.shape) for level in levels] == [(3, 256, 5), (3, 64, 5), (3, 16, 5)]
@@ -248,11 +232,8 @@ def test_a_hierarchical_tower_gives_one_dense_level_per_stage_from_stride_4() ->
 def test_colour_heads_predict_each_cells_thing_colours_on_every_level() -> None:
     from dataclasses import replace
 
-    from transformers import CLIPTextConfig, RegNetConfig
-
     from findvl.pretrain.config import ObjectiveConfig
     from findvl.pretrain.data import ClassTable, PretrainData, colour_map, patch_class_counts
-    from findvl.pretrain.hierarchical_model import build_dense_hierarchical_clip
     from findvl.pretrain.losses import multilevel_dense_loss
     from findvl.pretrain.trainer import train_step
 
@@ -269,20 +250,7 @@ def test_colour_heads_predict_each_cells_thing_colours_on_every_level() -> None:
     counts = patch_class_counts(colours, side=8, patch=4, num_classes=3)
     assert counts.tolist() == [[0, 16, 0], [16, 0, 0], [16, 0, 0], [0, 0, 16]]
 
-    torch.manual_seed(0)
-    vision = RegNetConfig(
-        embedding_size=8, hidden_sizes=[16, 16, 32], depths=[1, 1, 1], groups_width=8,
-        layer_type="x", downsample_in_first_stage=True,
-    )  # fmt: skip
-    text = CLIPTextConfig(
-        vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-        num_attention_heads=2, max_position_embeddings=16, bos_token_id=48, eos_token_id=49,
-        pad_token_id=49,
-    )  # fmt: skip
-    model = build_dense_hierarchical_clip(
-        vision, text, projection_dim=8, num_classes=4, init_logit_scale=2.0,
-        max_logit_scale=100.0, num_colours=2,
-    )  # fmt: skip
+    model = _tiny_hierarchical(num_colours=2)
     pixels = torch.randn(2, 3, 64, 64)
     _, levels, colour_levels = model.encode_all(pixels)
     assert [tuple(c.shape) for c in colour_levels] == [(2, 256, 3), (2, 64, 3), (2, 16, 3)]
@@ -303,3 +271,25 @@ def test_colour_heads_predict_each_cells_thing_colours_on_every_level() -> None:
         expected = multilevel_dense_loss(model.encode_all(pixels)[2], data.patch_colours)
     assert "colour" not in plain and parts["colour"] == pytest.approx(expected.item(), rel=1e-4)
     assert parts["loss"] == pytest.approx(plain["loss"] + 0.5 * parts["colour"], rel=1e-4)
+
+
+def _tiny_hierarchical(num_colours: int = 0):
+    """A tiny RegNet + CLIP text pair with dense (and colour) heads, seeded."""
+    from transformers import CLIPTextConfig, RegNetConfig
+
+    from findvl.pretrain.hierarchical_model import build_dense_hierarchical_clip
+
+    torch.manual_seed(0)
+    vision = RegNetConfig(
+        embedding_size=8, hidden_sizes=[16, 16, 32], depths=[1, 1, 1], groups_width=8,
+        layer_type="x", downsample_in_first_stage=True,
+    )  # fmt: skip
+    text = CLIPTextConfig(
+        vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+        num_attention_heads=2, max_position_embeddings=16, bos_token_id=48, eos_token_id=49,
+        pad_token_id=49,
+    )  # fmt: skip
+    return build_dense_hierarchical_clip(
+        vision, text, projection_dim=8, num_classes=5 if not num_colours else 4,
+        init_logit_scale=2.0, max_logit_scale=100.0, num_colours=num_colours,
+    )  # fmt: skip
