@@ -10,8 +10,10 @@ click) and for the filled bounding box of each of them (``box``), the mask IoU w
 of the proposal the model chooses (argmax of its scores) and of the best of all its proposals
 (the oracle choice), averaged over the first ``--images`` val images. The gap between the
 two is what a better choice would win; the oracle is the ceiling of the masks themselves.
-Also printed: the mean entropy of the choice (``ln N`` when uniform over N proposals). One
-JSON line.
+Also printed: the mean entropy of the choice (``ln N`` when uniform over N proposals), and for
+grounding the same split by the target's area in pixels of the original image
+(``by_area``) with what a chosen mask covers best (``covers``: the target, another segment
+of the target's category, a segment of another thing category, or stuff). One JSON line.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from findvl.runs import load_run
 
 DEMO = Path("runs/quickstart")  # where make demo writes its run and data
 TASKS = ("grounding", "interactive", "box")
+AREAS = ((0, 60), (60, 150), (150, None))  # target pixels: small, medium, large shapes
+COVERS = ("target", "same_category", "other_thing", "stuff")
 
 
 def _ious(masks: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -54,8 +58,27 @@ def _record(stats: dict, task: str, ious: torch.Tensor, logits: torch.Tensor) ->
     stats[task]["entropy"].append(_entropy(logits))
 
 
-def measure(model, samples) -> dict:
+def _area_key(pixels: int) -> str:
+    for low, high in AREAS:
+        if high is None or pixels < high:
+            return f"{low}-{high}" if high is not None else f">={low}"
+    raise AssertionError(pixels)
+
+
+def _covered(chosen: torch.Tensor, masks: torch.Tensor, segments, target: int, isthing) -> str:
+    """What the ``[H,W]`` logits ``chosen`` cover best among the image's segments."""
+    best = int(_ious(masks.float() * 2 - 1, chosen > 0).argmax())  # IoU of each segment
+    seg, ref = segments[best], segments[target]
+    if best == target:
+        return "target"
+    if not isthing(seg.category_id):
+        return "stuff"
+    return "same_category" if seg.category_id == ref.category_id else "other_thing"
+
+
+def measure(model, samples, isthing=lambda category: True) -> dict:
     stats = {t: {"chosen": [], "oracle": [], "entropy": []} for t in TASKS}
+    by_area: dict[str, dict[str, list]] = {}
     for sample in samples:
         image = load_image(sample)
         masks = torch.from_numpy(sample.panoptic.load_masks())
@@ -69,7 +92,18 @@ def measure(model, samples) -> dict:
                 full = out.to_original(final.masks[0], 0)
                 for t, ref in enumerate(refs):
                     target = masks[index[ref.ann_id]].bool()
-                    _record(stats, "grounding", _ious(full, target), final.logits[0, t])
+                    ious, logits = _ious(full, target), final.logits[0, t]
+                    _record(stats, "grounding", ious, logits)
+                    area = by_area.setdefault(
+                        _area_key(int(target.sum())), {"chosen": [], "oracle": [], "covers": []}
+                    )
+                    area["chosen"].append(float(ious[logits.argmax()]))
+                    area["oracle"].append(float(ious.max()))
+                    chosen = full[logits.argmax()]
+                    segments = sample.panoptic.segments
+                    area["covers"].append(
+                        _covered(chosen, masks, segments, index[ref.ann_id], isthing)
+                    )
             for k in range(min(2, len(masks))):
                 target = masks[k].numpy().astype(bool)
                 click = next_click(target, None)
@@ -94,6 +128,16 @@ def measure(model, samples) -> dict:
             "oracle_IoU": round(float(np.mean(s["oracle"])), 3),
             "entropy": round(float(np.mean(s["entropy"])), 3),
             "targets": len(s["chosen"]),
+        }
+    if "grounding" in result:
+        result["grounding"]["by_area"] = {
+            key: {
+                "chosen_IoU": round(float(np.mean(a["chosen"])), 3),
+                "oracle_IoU": round(float(np.mean(a["oracle"])), 3),
+                "targets": len(a["chosen"]),
+                "covers": {c: round(a["covers"].count(c) / len(a["covers"]), 3) for c in COVERS},
+            }
+            for key, a in sorted(by_area.items())
         }
     if num:
         result["uniform_entropy"] = round(math.log(num), 3)
@@ -123,7 +167,14 @@ def main() -> None:
         conventions = model.conventions
         model.conventions = dataclasses.replace(conventions, click_agreement=args.click_agreement)
     samples = load_dataset(args.data, "val")[: args.images]
-    print(json.dumps({"run": args.run, "images": len(samples), **measure(model, samples)}))
+    things = {c["id"] for c in _categories(args.data) if c.get("isthing")}
+    result = measure(model, samples, isthing=things.__contains__)
+    print(json.dumps({"run": args.run, "images": len(samples), **result}))
+
+
+def _categories(root: str) -> list[dict]:
+    path = Path(root) / "annotations" / "panoptic_val.json"
+    return json.loads(path.read_text())["categories"] if path.is_file() else []
 
 
 if __name__ == "__main__":

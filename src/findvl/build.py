@@ -129,6 +129,7 @@ def build_model(config: ModelConfig) -> FindModel:
         ffn_dim=pd.ffn_dim,
         mask_stride=pd.mask_stride,
         detail_dim=pd.detail_dim,
+        bottom_up=pd.bottom_up,
     )
     interface = FindInterface(
         hidden_dim=it.hidden_dim,

@@ -96,6 +96,10 @@ class PixelDecoderConfig:
     # pixel-detail path (small images)
     mask_stride: int | None = None
     detail_dim: int = 32  # channels of that path
+    # a bottom-up path after the top-down one (PANet): the stride-4 map, strided, is added to
+    # the stride-8 level, that to the stride-16 one, and so on, so the levels the interface
+    # attends also carry what only the finest encoder level sees (not in the released models)
+    bottom_up: bool = False
 
 
 @dataclass

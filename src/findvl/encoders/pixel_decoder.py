@@ -125,6 +125,9 @@ class PixelDecoder(nn.Module):
         mask_stride: stride of ``mask_features``; None: the finest level's (the released
             design); a finer one (1 or 2) adds the pixel-detail path.
         detail_dim: channels of the detail stem.
+        bottom_up: add a bottom-up path after the top-down one (PANet): each level but the
+            finest adds a stride-2 ``3x3 conv+GN+ReLU`` of the next finer output, finest first,
+            so the three attended levels also carry the stride-4 map's (res2's) detail.
     """
 
     def __init__(
@@ -138,6 +141,7 @@ class PixelDecoder(nn.Module):
         ffn_dim: int,
         mask_stride: int | None = None,
         detail_dim: int = 32,
+        bottom_up: bool = False,
     ) -> None:
         super().__init__()
         if len(in_levels) != 4:
@@ -162,6 +166,9 @@ class PixelDecoder(nn.Module):
             self.add_module(f"layer_{i + 1}", ConvNorm(conv_dim, conv_dim, 3, norm=True, relu=True))
         self.add_module(
             f"layer_{len(in_levels)}", ConvNorm(conv_dim, conv_dim, 3, norm=True, relu=True)
+        )
+        self.bottom_up = nn.ModuleList(
+            _StridedConvNorm(conv_dim) for _ in range(len(in_levels) - 1) if bottom_up
         )
         self.mask_stride = mask_stride
         self.detailed = mask_stride < finest
@@ -196,6 +203,9 @@ class PixelDecoder(nn.Module):
             y = getattr(self, f"layer_{i + 1}")(y)
             outs.append(y)
             valids.append(downsample_valid(valid, tuple(y.shape[-2:])))
+        for k, down in enumerate(self.bottom_up):  # outs: strides 32, 16, 8, 4
+            j = len(outs) - 2 - k  # the stride-8 level first
+            outs[j] = outs[j] + down(outs[j + 1], size=outs[j].shape[-2:])
         if not self.detailed:
             mask_features = self.mask_features(outs[-1])
             return PixelFeatures(outs[:3], valids[:3], mask_features, valids[-1], self.mask_stride)
@@ -212,6 +222,22 @@ class PixelDecoder(nn.Module):
             mask_valid=downsample_valid(valid, tuple(detail.shape[-2:])),
             mask_stride=self.mask_stride,
         )
+
+
+class _StridedConvNorm(nn.Module):
+    """``[B,C,h,w]`` -> ``[B,C,size]``: a stride-2 ``3x3 conv+GN+ReLU`` (one bottom-up step)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(dim, dim, 3, stride=2, padding=1, bias=False)
+        self.norm = nn.GroupNorm(32 if dim % 32 == 0 else 8, dim)
+        nn.init.kaiming_uniform_(self.conv.weight, a=1)
+
+    def forward(self, x: torch.Tensor, *, size: tuple[int, int]) -> torch.Tensor:
+        y = F.relu(self.norm(self.conv(x)))
+        if tuple(y.shape[-2:]) != tuple(size):  # an odd-sized finer map
+            y = F.interpolate(y, size=size, mode="nearest")
+        return y
 
 
 class DetailStem(nn.Sequential):
