@@ -130,6 +130,7 @@ def build_model(config: ModelConfig) -> FindModel:
         mask_stride=pd.mask_stride,
         detail_dim=pd.detail_dim,
         bottom_up=pd.bottom_up,
+        attend_finest=pd.attend_finest,
     )
     interface = FindInterface(
         hidden_dim=it.hidden_dim,

@@ -100,6 +100,9 @@ class PixelDecoderConfig:
     # the stride-8 level, that to the stride-16 one, and so on, so the levels the interface
     # attends also carry what only the finest encoder level sees (not in the released models)
     bottom_up: bool = False
+    # the interface attends the three finest outputs (strides 16, 8, 4) instead of the three
+    # coarsest (32, 16, 8; the released design): small objects cover more cells
+    attend_finest: bool = False
 
 
 @dataclass

@@ -83,7 +83,8 @@ class PixelFeatures:
     """Output of the pixel decoder.
 
     Attributes:
-        levels: three ``[B,C,h_i,w_i]`` maps at strides 32, 16, 8 (coarse to fine).
+        levels: three ``[B,C,h_i,w_i]`` maps at strides 32, 16, 8 (16, 8, 4 with
+            ``attend_finest``), coarse to fine.
         valid: per level ``[B,h_i,w_i]`` bool, True inside each image's valid region.
         mask_features: ``[B,mask_dim,H/s,W/s]`` (``s`` = ``mask_stride``, 4 in the released
             models).
@@ -128,6 +129,9 @@ class PixelDecoder(nn.Module):
         bottom_up: add a bottom-up path after the top-down one (PANet): each level but the
             finest adds a stride-2 ``3x3 conv+GN+ReLU`` of the next finer output, finest first,
             so the three attended levels also carry the stride-4 map's (res2's) detail.
+        attend_finest: the levels given to the interface are the three finest outputs
+            (strides 16, 8, 4; the stride-4 map also makes the mask features) instead of the
+            three coarsest (32, 16, 8).
     """
 
     def __init__(
@@ -142,6 +146,7 @@ class PixelDecoder(nn.Module):
         mask_stride: int | None = None,
         detail_dim: int = 32,
         bottom_up: bool = False,
+        attend_finest: bool = False,
     ) -> None:
         super().__init__()
         if len(in_levels) != 4:
@@ -170,6 +175,7 @@ class PixelDecoder(nn.Module):
         self.bottom_up = nn.ModuleList(
             _StridedConvNorm(conv_dim) for _ in range(len(in_levels) - 1) if bottom_up
         )
+        self.attended = slice(1, 4) if attend_finest else slice(0, 3)
         self.mask_stride = mask_stride
         self.detailed = mask_stride < finest
         if not self.detailed:
@@ -208,7 +214,10 @@ class PixelDecoder(nn.Module):
             outs[j] = outs[j] + down(outs[j + 1], size=outs[j].shape[-2:])
         if not self.detailed:
             mask_features = self.mask_features(outs[-1])
-            return PixelFeatures(outs[:3], valids[:3], mask_features, valids[-1], self.mask_stride)
+            return PixelFeatures(
+                outs[self.attended], valids[self.attended], mask_features, valids[-1],
+                self.mask_stride,
+            )  # fmt: skip
         if pixels is None:
             raise ValueError(f"mask_stride={self.mask_stride} needs the pixels")
         detail = self.detail(pixels)
@@ -216,8 +225,8 @@ class PixelDecoder(nn.Module):
             outs[-1], size=detail.shape[-2:], mode="bilinear", align_corners=False
         )
         return PixelFeatures(
-            levels=outs[:3],
-            valid=valids[:3],
+            levels=outs[self.attended],
+            valid=valids[self.attended],
             mask_features=self.mask_features(torch.cat([coarse, detail], 1)),
             mask_valid=downsample_valid(valid, tuple(detail.shape[-2:])),
             mask_stride=self.mask_stride,

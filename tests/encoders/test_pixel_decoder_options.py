@@ -1,4 +1,4 @@
-"""The pixel decoder's optional bottom-up path (PANet): res2 reaches the attended levels."""
+"""The pixel decoder's options that bring finer detail to the levels the interface attends."""
 
 from __future__ import annotations
 
@@ -69,3 +69,31 @@ def test_bottom_up_is_set_from_the_model_config() -> None:
     cfg.pixel_decoder.bottom_up = True
     model = build_model(cfg)
     assert len(model.pixel_decoder.bottom_up) == 3
+
+
+def test_attend_finest_gives_the_interface_the_three_finest_outputs() -> None:
+    features = _features(64)
+    valid = torch.ones(2, 64, 64, dtype=torch.bool)
+    torch.manual_seed(0)
+    coarse = PixelDecoder(
+        in_levels=LEVELS, conv_dim=16, mask_dim=16, num_encoder_layers=1, num_heads=2, ffn_dim=32
+    ).eval()
+    torch.manual_seed(0)
+    fine = PixelDecoder(
+        in_levels=LEVELS, conv_dim=16, mask_dim=16, num_encoder_layers=1, num_heads=2,
+        ffn_dim=32, attend_finest=True,
+    ).eval()  # fmt: skip
+    assert set(coarse.state_dict()) == set(fine.state_dict())  # the same weights
+    with torch.no_grad():
+        a, b = coarse(features, valid), fine(features, valid)
+    assert [tuple(x.shape[-2:]) for x in b.levels] == [(4, 4), (8, 8), (16, 16)]
+    assert [tuple(v.shape[-2:]) for v in b.valid] == [(4, 4), (8, 8), (16, 16)]
+    torch.testing.assert_close(b.levels[:2], a.levels[1:])
+    torch.testing.assert_close(b.mask_features, a.mask_features)
+
+
+def test_attend_finest_is_set_from_the_model_config() -> None:
+    cfg = preset_config("find_tiny")
+    cfg.pixel_decoder.attend_finest = True
+    model = build_model(cfg)
+    assert model.pixel_decoder.attended == slice(1, 4)
